@@ -1,0 +1,81 @@
+"""The Backend protocol: the one seam between the runner's core and an IaC engine.
+
+A backend is an object with a name and a handful of verbs over one `StackContext`. It raises the runner's
+error types (`runner.errors`), never exits, imports its engine SDK lazily, and runs every engine process
+through `runner.process.run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from runner.outputs import Output
+from runner.process import Deadline
+from runner.settings import StackFile
+
+
+class EngineUnavailable(Exception):
+    """The backend's engine cannot be used on this machine; the message says why and how to get it."""
+
+
+@dataclass(frozen=True)
+class StackContext:
+    folder: Path
+    stack_name: str
+    inputs: Mapping[str, Any]
+    secret_inputs: Mapping[str, Any]
+    stack_file: StackFile
+    deadline: Deadline
+    work_dir: Path
+    state_url: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def all_inputs(self) -> dict[str, Any]:
+        return {**self.inputs, **self.secret_inputs}
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    address: str
+    action: str  # "add", "change", "remove", "replace"
+    type: str = ""
+
+
+@dataclass(frozen=True)
+class ChangeSummary:
+    changes: tuple[ResourceChange, ...] = ()
+
+    def count(self, action: str) -> int:
+        # A replacement is one add plus one remove, as tofu counts it.
+        return sum(1 for c in self.changes if c.action == action or (c.action == "replace" and action != "change"))
+
+    def __str__(self) -> str:
+        return f"{self.count('add')} to add, {self.count('change')} to change, {self.count('remove')} to remove"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    #: True when the engine keeps state the runner must store (IAC_RUNNER_STATE_URL is then required in
+    #: container mode); CloudFormation keeps its state in AWS.
+    stateful: bool
+
+    def detect(self, folder: Path) -> str | None:
+        """The file that marks `folder` as this backend's stack, or None."""
+
+    def engine_version(self) -> str:
+        """The engine version this backend would use; raises EngineUnavailable with the reason."""
+
+    def validate(self, ctx: StackContext) -> None: ...
+
+    def plan(self, ctx: StackContext) -> ChangeSummary: ...
+
+    def apply(self, ctx: StackContext) -> list[Output]: ...
+
+    def destroy(self, ctx: StackContext) -> None: ...
+
+    def outputs(self, ctx: StackContext) -> list[Output]: ...

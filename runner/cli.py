@@ -1,0 +1,225 @@
+"""`iac-runner`: turns flags and env into a run request, runs it, reports the result.
+
+Heavy modules (pydantic, GitPython, boto3, cfn-lint) are imported inside the commands so that
+`iac-runner --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import ConfigError, ExitCode, RunnerError
+from runner.log import log
+from runner.secrets import REGISTRY
+
+if TYPE_CHECKING:
+    from runner.run import RunRequest, RunResult
+
+LOCAL_ACTIONS = ("apply", "destroy", "plan", "outputs", "validate")
+
+
+class _ErrorSink:
+    """Where a failure is reported besides the log: the driver's ERROR_FILE or --out-dir/error.txt."""
+
+    path: Path | None = None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    fmt = args.log_format or os.environ.get("IAC_RUNNER_LOG_FORMAT", "text")
+    log.configure("json" if fmt == "json" else "text", debug=args.debug)
+    sink = _ErrorSink()
+    try:
+        code: int = args.handler(args, sink)
+        return code
+    except RunnerError as err:
+        return _report(err, sink)
+    except KeyboardInterrupt:
+        return _report(RunnerError("The run was interrupted."), sink, code=ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        err = RunnerError(
+            f"Internal error in iac-runner: {type(exc).__name__}: {exc}",
+            fix="Run again with --debug for the traceback and report it; this is a bug, not your configuration.",
+        )
+        return _report(err, sink)
+
+
+def _report(err: RunnerError, sink: _ErrorSink, code: int | None = None) -> int:
+    text = REGISTRY.redact(err.render())
+    summary, _, rest = text.partition("\n")
+    log.error(summary)
+    for line in filter(None, rest.splitlines()):
+        log.info(line)
+    if sink.path is not None:
+        from runner.files import write_atomic
+
+        try:
+            write_atomic(sink.path, text + "\n")
+        except OSError as exc:
+            log.error(f"could not write the error file {sink.path}: {exc.strerror}")
+    return int(code if code is not None else err.exit_code)
+
+
+# -- commands ------------------------------------------------------------------------------------------
+
+
+def _container(args: argparse.Namespace, sink: _ErrorSink) -> int:
+    from runner import contract
+
+    sink.path = contract.error_file(os.environ)
+    request = contract.request(os.environ)
+    log.configure(request.settings.log_format, debug=args.debug)
+    _execute(request)
+    return ExitCode.OK
+
+
+def _local(args: argparse.Namespace, sink: _ErrorSink) -> int:
+    request = _local_request(args, sink)
+    result = _execute(request)
+    if request.action == "plan" and result.plan is not None:
+        print(f"Plan: {result.plan}")
+    elif request.action in ("apply", "outputs") and request.output_files is None:
+        from runner.outputs import masked
+
+        print(json.dumps(masked(result.outputs), indent=2, sort_keys=True))
+    elif request.action == "validate":
+        print(f"{result.backend} stack {result.stack_name!r} is valid")
+    return ExitCode.OK
+
+
+def _local_request(args: argparse.Namespace, sink: _ErrorSink) -> RunRequest:
+    from runner.outputs import OutputFiles
+    from runner.run import RunRequest
+    from runner.settings import (
+        check_no_overlap,
+        load_inputs_file,
+        load_settings,
+        parse_assignments,
+        secret_inputs_from_env,
+    )
+
+    files = None
+    if args.out_dir:
+        out = Path(args.out_dir)
+        if not out.is_dir():
+            raise ConfigError(f"--out-dir {out} is not a directory.", fix="Create it first.")
+        sink.path = out / "error.txt"
+        files = OutputFiles(values=out / "outputs.json", secrets=out / "secret-outputs.json")
+    flags = {name: getattr(args, name) for name in _SETTING_FLAGS}
+    settings = load_settings(flags)
+    inputs = load_inputs_file(Path(args.inputs), "--inputs") if args.inputs else {}
+    inputs.update(parse_assignments(args.var, "--var", as_json=True))
+    secrets = {**secret_inputs_from_env(), **parse_assignments(args.secret, "--secret", as_json=False)}
+    REGISTRY.add_all(secrets.values())
+    check_no_overlap(inputs, secrets)
+    return RunRequest(
+        action=args.command,
+        settings=settings,
+        base_dir=Path(args.stack_dir).resolve(),
+        inputs=inputs,
+        secret_inputs=secrets,
+        output_files=files,
+    )
+
+
+def _execute(request: RunRequest) -> RunResult:
+    from runner.run import execute
+
+    result = execute(request)
+    log.step(f"{request.action} finished", commit=result.source.commit, backend=result.backend)
+    return result
+
+
+def _backends(args: argparse.Namespace, sink: _ErrorSink) -> int:
+    import backends
+    from backends.base import EngineUnavailable
+
+    for name in backends.names():
+        try:
+            version = backends.get(name).engine_version()
+        except (EngineUnavailable, RunnerError) as exc:
+            version = f"unavailable: {exc}"
+        print(f"{name:16} {version}")
+    return ExitCode.OK
+
+
+def _demo(args: argparse.Namespace, sink: _ErrorSink) -> int:
+    from runner.demo import run_demo
+
+    return run_demo()
+
+
+# -- parser --------------------------------------------------------------------------------------------
+
+_SETTING_FLAGS = ("backend", "source_url", "source_ref", "source_path", "stack_name", "state_url", "timeout",
+                  "log_format")  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-format", choices=("text", "json"), help="text (default) or one JSON object per line")
+    common.add_argument("--debug", action="store_true", help="show debug lines and Python tracebacks")
+
+    parser = argparse.ArgumentParser(
+        prog="iac-runner",
+        parents=[common],
+        description="Apply and destroy OpenTofu, Pulumi and CloudFormation stacks as a Container Driver job, "
+        "and test them locally.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _command(sub, "container", _container, common,
+             "contract mode (the image's entrypoint): everything from the environment")  # fmt: skip
+    helps = {
+        "apply": "create or update the stack (idempotent)",
+        "destroy": "delete the stack (already gone = success)",
+        "plan": "preview the changes an apply would make",
+        "outputs": "print the stack's outputs",
+        "validate": "check the stack and its inputs without changing anything",
+    }
+    for action in LOCAL_ACTIONS:
+        cmd = _command(sub, action, _local, common, helps[action])
+        cmd.add_argument("stack_dir", nargs="?", default=".", metavar="STACK_DIR",
+                         help="the stack folder, or the base for --path (default: .)")  # fmt: skip
+        _local_flags(cmd)
+    _command(sub, "backends", _backends, common, "list the backends and the engine version each would use")
+    _command(sub, "demo", _demo, common, "run every example stack against an embedded AWS emulator (moto)")
+    return parser
+
+
+def _command(
+    sub: Any, name: str, handler: Callable[[argparse.Namespace, _ErrorSink], int],
+    common: argparse.ArgumentParser, help_text: str,
+) -> argparse.ArgumentParser:  # fmt: skip
+    cmd: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
+    cmd.set_defaults(handler=handler)
+    return cmd
+
+
+def _local_flags(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--backend", help="opentofu, pulumi, cloudformation (default: detected)")
+    cmd.add_argument("--source-url", help="git URL to check the stack out from (default: STACK_DIR)")
+    cmd.add_argument("--ref", dest="source_ref", help="branch, tag, commit SHA or refs/... (default: remote HEAD)")
+    cmd.add_argument("--path", dest="source_path", help="the stack's folder inside the repo or STACK_DIR")
+    cmd.add_argument("--stack-name", help="the stack's identity (default: from the path)")
+    cmd.add_argument("--state-url", help="file:///dir or s3://bucket/prefix for engine state")
+    cmd.add_argument("--inputs", help="JSON file with the stack's inputs")
+    cmd.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                     help="an input (JSON values keep their type); repeatable")  # fmt: skip
+    cmd.add_argument("--secret", action="append", default=[], metavar="NAME=VALUE",
+                     help="a secret input; repeatable (prefer IAC_RUNNER_SECRET_<NAME>: argv is visible in ps)")  # fmt: skip
+    cmd.add_argument("--timeout", type=int, help="overall seconds for the run (default 3600)")
+    cmd.add_argument("--out-dir", help="write outputs.json, secret-outputs.json and error.txt here, as the driver would")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

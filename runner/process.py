@@ -1,0 +1,184 @@
+"""The one seam through which engine processes run: streaming, deadlines, signal forwarding, redaction.
+
+Signals: while an engine runs, SIGTERM/SIGINT are forwarded to it as SIGINT (tofu and pulumi then stop
+cleanly and save their state) and the run ends with `Interrupted` once it exits. With no engine running
+(e.g. while polling CloudFormation) the signal interrupts the run at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from runner.errors import EngineError, Interrupted, RunTimeout
+from runner.log import log
+from runner.secrets import REGISTRY
+
+# After forwarding a signal, how long the engine gets to save state before it is killed.
+GRACE_SECONDS = 60.0
+
+
+class Deadline:
+    """The run's overall time limit (IAC_RUNNER_TIMEOUT), shared by every step."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expires = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.expires - time.monotonic()
+
+    def check(self, doing: str) -> None:
+        if self.remaining() <= 0:
+            raise RunTimeout(
+                f"The run exceeded its time limit of {self.seconds:g} s while {doing}.",
+                fix="Raise IAC_RUNNER_TIMEOUT (--timeout) if the stack needs longer, then run again: "
+                "create is idempotent and converges.",
+            )
+
+
+class _Interrupts:
+    """Which signal arrived and which engine processes are running to receive it."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.children: set[subprocess.Popen[bytes]] = set()
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        first = self.received is None
+        self.received = signum
+        if self.children:
+            for child in list(self.children):
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGINT)
+            if first:
+                log.warning(
+                    f"received {signal.Signals(signum).name}: asked the engine to stop and save its state"
+                )
+            return
+        raise interrupted(signum)
+
+
+_interrupts = _Interrupts()
+
+
+def interrupted(signum: int) -> Interrupted:
+    name = signal.Signals(signum).name
+    return Interrupted(
+        f"The run was interrupted by {name}.",
+        fix="Run the same action again: create is idempotent and converges from where it stopped.",
+    )
+
+
+@contextlib.contextmanager
+def forward_signals() -> Iterator[None]:
+    """Install SIGTERM/SIGINT handlers for the duration of a run (main thread only)."""
+    previous = {sig: signal.signal(sig, _interrupts.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    _interrupts.received = None
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    engine: str,
+    deadline: Deadline,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    on_stdout: Callable[[str], None] | None = None,
+    on_stderr: Callable[[str], None] | None = None,
+    doing: str = "running the engine",
+) -> Completed:
+    """Run an engine command, streaming its lines to the callbacks (default: the log), redacted.
+
+    Returns the collected output; raises RunTimeout past the deadline and Interrupted after a forwarded
+    signal. A non-zero exit code is returned, not raised: the caller knows what it means for its engine.
+    """
+    deadline.check(doing)
+    default = (lambda line: log.engine_line(engine, line)) if on_stdout is None else on_stdout
+    handlers = {"stdout": default, "stderr": on_stderr or (lambda line: log.engine_line(engine, line))}
+    try:
+        child = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            # Own process group: a terminal's Ctrl-C reaches the runner once, and the runner decides.
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise EngineError(
+            f"The {engine} executable {argv[0]!r} was not found.",
+            fix=f"Install {engine} or put it on PATH (`make tools` builds the pinned engines into .tools/bin).",
+        ) from None
+    _interrupts.children.add(child)
+    collected: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    try:
+        _pump(child, handlers, collected, deadline, doing)
+    finally:
+        _interrupts.children.discard(child)
+    if _interrupts.received is not None:
+        raise interrupted(_interrupts.received)
+    return Completed(child.returncode, "".join(collected["stdout"]), "".join(collected["stderr"]))
+
+
+def _pump(
+    child: subprocess.Popen[bytes],
+    handlers: Mapping[str, Callable[[str], None]],
+    collected: dict[str, list[str]],
+    deadline: Deadline,
+    doing: str,
+) -> None:
+    selector = selectors.DefaultSelector()
+    assert child.stdout is not None and child.stderr is not None
+    selector.register(child.stdout, selectors.EVENT_READ, "stdout")
+    selector.register(child.stderr, selectors.EVENT_READ, "stderr")
+    partial = {"stdout": b"", "stderr": b""}
+    killed_at: float | None = None
+    open_streams = 2
+    while open_streams:
+        for key, _ in selector.select(timeout=0.2):
+            name = str(key.data)
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                selector.unregister(key.fileobj)
+                open_streams -= 1
+                chunk = b"\n" if partial[name] else b""
+            *lines, partial[name] = (partial[name] + chunk).split(b"\n")
+            for raw in lines:
+                line = REGISTRY.redact(raw.decode(errors="replace"))
+                collected[name].append(line + "\n")
+                handlers[name](line)
+        if deadline.remaining() <= 0 and killed_at is None:
+            # Give the engine the same chance to save state as on a signal.
+            child.send_signal(signal.SIGINT)
+            killed_at = time.monotonic()
+        if _interrupts.received is not None and killed_at is None:
+            killed_at = time.monotonic()
+        if killed_at is not None and time.monotonic() - killed_at > GRACE_SECONDS:
+            child.kill()
+    selector.close()
+    child.wait()
+    if killed_at is not None and _interrupts.received is None:
+        deadline.check(doing)

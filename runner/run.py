@@ -1,0 +1,148 @@
+"""One run, start to end: settings -> source -> backend -> verb -> outputs. Data flows one way."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import backends
+from backends.base import Backend, ChangeSummary, StackContext
+from runner import outputs as outputs_mod
+from runner.errors import ConfigError
+from runner.files import check_writable_dir
+from runner.log import log
+from runner.naming import sanitize
+from runner.outputs import Output, OutputFiles
+from runner.process import Deadline, forward_signals
+from runner.secrets import REGISTRY
+from runner.settings import Settings, load_stack_file
+from runner.source import Source, checkout
+
+Action = Literal["apply", "destroy", "plan", "outputs", "validate"]
+WRITES_OUTPUTS = ("apply", "destroy", "outputs")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    action: Action
+    settings: Settings
+    base_dir: Path
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    secret_inputs: Mapping[str, Any] = field(default_factory=dict)
+    output_files: OutputFiles | None = None
+    #: Container mode: the state of a stateful engine must be given (it would die with the Job).
+    container: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    source: Source
+    backend: str
+    stack_name: str
+    outputs: list[Output] = field(default_factory=list)
+    plan: ChangeSummary | None = None
+
+
+def execute(request: RunRequest) -> RunResult:
+    settings = request.settings
+    REGISTRY.add_all(request.secret_inputs.values())
+    deadline = Deadline(settings.timeout)
+    if request.output_files and request.action in WRITES_OUTPUTS:
+        _check_output_files(request.output_files)
+    with forward_signals(), checkout(settings, request.base_dir, deadline) as source:
+        stack_file = load_stack_file(source.folder)
+        backend = _backend(settings.backend or stack_file.backend, source.folder)
+        stack_name = settings.stack_name or _default_stack_name(settings, source)
+        ctx = StackContext(
+            folder=source.folder,
+            stack_name=stack_name,
+            inputs=dict(request.inputs),
+            secret_inputs=dict(request.secret_inputs),
+            stack_file=stack_file,
+            deadline=deadline,
+            work_dir=_work_root(request) / sanitize(stack_name, allowed="a-zA-Z0-9_.-", max_length=100),
+            state_url=_state_url(settings, backend, request.container),
+            env=dict(os.environ),
+        )
+        log.step(f"{request.action} stack {stack_name!r} with backend {backend.name}", backend=backend.name,
+                 stack=stack_name, commit=source.commit)  # fmt: skip
+        result = _act(request.action, backend, ctx)
+    outs = outputs_mod.classify(result.outputs, request.secret_inputs)
+    if request.output_files and request.action in WRITES_OUTPUTS:
+        outputs_mod.write(outs, request.output_files)
+        log.info(f"wrote {len(outs)} output(s) to {request.output_files.values} and {request.output_files.secrets}")
+    return RunResult(source, backend.name, stack_name, outs, result.plan)
+
+
+@dataclass(frozen=True)
+class _Acted:
+    outputs: list[Output] = field(default_factory=list)
+    plan: ChangeSummary | None = None
+
+
+def _act(action: Action, backend: Backend, ctx: StackContext) -> _Acted:
+    if action == "destroy":
+        backend.destroy(ctx)
+        return _Acted()
+    if action == "outputs":
+        return _Acted(outputs=backend.outputs(ctx))
+    log.step("validating")
+    backend.validate(ctx)
+    if action == "plan":
+        log.step("planning")
+        summary = backend.plan(ctx)
+        log.info(f"plan: {summary}")
+        return _Acted(plan=summary)
+    if action == "apply":
+        return _Acted(outputs=backend.apply(ctx))
+    return _Acted()
+
+
+def _backend(name: str | None, folder: Path) -> Backend:
+    backend = backends.get(name) if name else backends.detect(folder)
+    if not name:
+        log.info(f"detected backend {backend.name} ({backend.detect(folder)})")
+    return backend
+
+
+def _default_stack_name(settings: Settings, source: Source) -> str:
+    """The stack path's folders joined ('stacks/s3/cloudformation' -> 'stacks-s3-cloudformation')."""
+    if settings.source_path:
+        return "-".join(part for part in Path(settings.source_path).parts if part not in ("/", "."))
+    return source.folder.name
+
+
+def _state_url(settings: Settings, backend: Backend, container: bool) -> str | None:
+    if settings.state_url or not backend.stateful:
+        return settings.state_url
+    if container:
+        raise ConfigError(
+            f"IAC_RUNNER_STATE_URL is required for the {backend.name} backend in container mode.",
+            where="job.variables of the resource definition",
+            fix="Set IAC_RUNNER_STATE_URL to s3://bucket/prefix (or file:///dir on a persistent volume): "
+            "state kept inside the Job's container dies with it.",
+        )
+    state_home = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return (state_home / "iac-driver-runner" / "state").as_uri()
+
+
+def _work_root(request: RunRequest) -> Path:
+    if request.container:
+        return Path(tempfile.gettempdir()) / "iac-runner-work"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "iac-driver-runner" / "work"
+
+
+def _check_output_files(files: OutputFiles) -> None:
+    for label, path in (("OUTPUTS_FILE", files.values), ("SECRET_OUTPUTS_FILE", files.secrets)):
+        problem = check_writable_dir(path)
+        if problem:
+            raise ConfigError(
+                f"The output file {path} cannot be written: {problem}.",
+                where=label,
+                fix="Point it at a writable location (the driver's shared directory) before anything is changed.",
+            )

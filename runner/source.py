@@ -1,0 +1,249 @@
+"""Where the stack comes from: a git checkout (shallow, sparse) or the driver's SCRIPTS_DIRECTORY.
+
+Credentials never reach a URL, a process argument or a log: an HTTPS token travels as an `http.extraHeader`
+set through git's GIT_CONFIG_* environment, an SSH key as a 0600 file in a private temp dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import shlex
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from runner.errors import ConfigError
+from runner.log import log
+from runner.process import Deadline
+from runner.secrets import REGISTRY
+from runner.settings import Settings
+
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+_SHORT_SHA = re.compile(r"^[0-9a-f]{4,39}$")
+DEFAULT_USERNAME = "x-access-token"
+
+
+@dataclass(frozen=True)
+class Source:
+    folder: Path
+    commit: str | None = None
+    url: str | None = None
+    ref: str | None = None
+
+
+def safe_url(url: str) -> str:
+    """The URL with any user info removed, fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
+def stack_folder(root: Path, subpath: str | None, label: str) -> Path:
+    """`root/subpath`, refusing anything that leaves `root` (`..`, absolute paths, symlinks out)."""
+    if subpath:
+        pure = PurePosixPath(subpath)
+        if pure.is_absolute() or ".." in pure.parts:
+            raise ConfigError(
+                f"The stack path {subpath!r} leaves the {label}.",
+                where="IAC_RUNNER_SOURCE_PATH (--path)",
+                fix=f"Give a relative path inside the {label}, without '..', e.g. stacks/s3-bucket/cloudformation.",
+            )
+    folder = (root / (subpath or ".")).resolve()
+    if not folder.is_relative_to(root.resolve()):
+        raise ConfigError(
+            f"The stack path {subpath!r} resolves outside the {label} (through a symlink).",
+            where=f"IAC_RUNNER_SOURCE_PATH (--path) -> {folder}",
+            fix="Point the path at a real folder inside the repository, not a symlink leading out of it.",
+        )
+    if not folder.is_dir():
+        raise ConfigError(
+            f"The stack path {subpath or '.'!r} does not exist in the {label}.",
+            where=f"{root}",
+            fix="Check IAC_RUNNER_SOURCE_PATH (--path) and the ref: the folder must exist at that commit.",
+        )
+    return folder
+
+
+@contextlib.contextmanager
+def checkout(settings: Settings, base_dir: Path, deadline: Deadline) -> Iterator[Source]:
+    """The stack folder for this run; a git checkout lives in a temp dir removed afterwards."""
+    if not settings.source_url:
+        yield Source(folder=stack_folder(base_dir, settings.source_path, "scripts directory"))
+        return
+    with tempfile.TemporaryDirectory(prefix="iac-runner-") as tmp:
+        yield _GitCheckout(settings, Path(tmp), deadline).run()
+
+
+class _GitCheckout:
+    def __init__(self, settings: Settings, tmp: Path, deadline: Deadline) -> None:
+        self.settings = settings
+        self.url = settings.source_url or ""
+        self.shown = safe_url(self.url)
+        self.ref = settings.source_ref
+        self.tmp = tmp
+        self.deadline = deadline
+        self.env = self._environment()
+
+    def run(self) -> Source:
+        from git import Git, Repo
+
+        log.step(f"checking out {self.shown}" + (f" at {self.ref}" if self.ref else ""))
+        refs, head = self._ls_remote(Git())
+        dest = self.tmp / "repo"
+        repo = Repo.init(dest)
+        repo.git.update_environment(**self.env)
+        self._git(repo.git, "remote", "add", "origin", self.url)
+        path = self.settings.source_path
+        if path:
+            stack_folder(dest, path, "repository")  # reject escapes before anything is fetched
+            self._git(repo.git, "sparse-checkout", "set", "--cone", path.strip("/"))
+        commit = self._fetch(repo.git, refs, head)
+        self._git(repo.git, "-c", "advice.detachedHead=false", "checkout", "--detach", commit)
+        folder = stack_folder(dest, path, "repository")
+        log.info(f"source {self.shown} @ {self.ref or 'HEAD'} resolved to commit {commit}")
+        return Source(folder=folder, commit=commit, url=self.shown, ref=self.ref)
+
+    def _environment(self) -> dict[str, str]:
+        env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
+        parts = urlsplit(self.url)
+        if parts.password:
+            REGISTRY.add(parts.password)
+            log.warning("the source URL carries a password; pass it as IAC_RUNNER_SOURCE_TOKEN instead")
+        token = self.settings.source_token.get_secret_value() if self.settings.source_token else None
+        if token:
+            if parts.scheme not in ("http", "https"):
+                raise ConfigError(
+                    "IAC_RUNNER_SOURCE_TOKEN is set but the source URL is not an https:// URL.",
+                    where=f"IAC_RUNNER_SOURCE_URL={self.shown}",
+                    fix="Use the repository's https:// URL with a token, or IAC_RUNNER_SOURCE_SSH_KEY for ssh.",
+                )
+            user = self.settings.source_username or DEFAULT_USERNAME
+            header = base64.b64encode(f"{user}:{token}".encode()).decode()
+            REGISTRY.add_all([token, header])
+            origin = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}/"
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": f"http.{origin}.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {header}",
+                }
+            )
+        if self.settings.source_ssh_key:
+            env["GIT_SSH_COMMAND"] = self._ssh_command(self.settings.source_ssh_key.get_secret_value())
+        return env
+
+    def _ssh_command(self, key: str) -> str:
+        REGISTRY.add(key)
+        ssh_dir = self.tmp / "ssh"
+        ssh_dir.mkdir(mode=0o700)
+        key_file = ssh_dir / "id"
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key.strip() + "\n")
+        known_hosts = ssh_dir / "known_hosts"
+        if self.settings.source_known_hosts:
+            known_hosts.write_text(self.settings.source_known_hosts.strip() + "\n")
+            checking = "yes"
+        else:
+            log.warning(
+                "no IAC_RUNNER_SOURCE_KNOWN_HOSTS given: the git host's key is accepted on first use; "
+                "set it to pin the host key"
+            )
+            checking = "accept-new"
+        return shlex.join(
+            [
+                "ssh", "-i", str(key_file), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                "-o", f"StrictHostKeyChecking={checking}", "-o", f"UserKnownHostsFile={known_hosts}",
+            ]
+        )  # fmt: skip
+
+    def _git(self, git: Any, *args: str) -> str:
+        from git import GitCommandError
+
+        try:
+            out: str = git.execute(
+                ["git", *args],
+                env={**os.environ, **self.env},
+                kill_after_timeout=max(self.deadline.remaining(), 1.0),
+            )
+            return out
+        except GitCommandError as exc:
+            self.deadline.check(f"running git {args[0]}")
+            raise self._error(args, str(exc.stderr or exc)) from None
+
+    def _ls_remote(self, git: Any) -> tuple[dict[str, str], str | None]:
+        refs: dict[str, str] = {}
+        head: str | None = None
+        for line in self._git(git, "ls-remote", "--symref", self.url).splitlines():
+            sha, _, name = line.partition("\t")
+            if sha.startswith("ref: ") and name == "HEAD":
+                head = sha[5:]
+            elif name.endswith("^{}"):
+                refs[name[:-3]] = sha  # a peeled annotated tag: the commit it points at
+            else:
+                refs.setdefault(name, sha)
+        return refs, head
+
+    def _fetch(self, git: Any, refs: Mapping[str, str], head: str | None) -> str:
+        ref = self.ref
+        shallow = ["--depth", "1", "--filter=blob:none", "origin"]
+        if ref is None:
+            target = head or "HEAD"
+            self._git(git, "fetch", *shallow, target)
+            return self._git(git, "rev-parse", "FETCH_HEAD^{commit}")
+        for candidate in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
+            if candidate.startswith("refs/") and candidate in refs:
+                self._git(git, "fetch", *shallow, f"+{candidate}:refs/iac-runner/target")
+                return self._git(git, "rev-parse", "refs/iac-runner/target^{commit}")
+        if _FULL_SHA.match(ref):
+            self._git(git, "fetch", *shallow, ref)
+            return ref
+        if _SHORT_SHA.match(ref):
+            # A short SHA cannot be asked of the server: fetch the history (no file contents) and resolve.
+            self._git(git, "fetch", "--filter=blob:none", "origin", "+refs/heads/*:refs/remotes/origin/*",
+                      "+refs/tags/*:refs/tags/*")  # fmt: skip
+            with contextlib.suppress(ConfigError):
+                return self._git(git, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        raise self._unknown_ref(refs)
+
+    def _unknown_ref(self, refs: Mapping[str, str]) -> ConfigError:
+        branches = [r.removeprefix("refs/heads/") for r in refs if r.startswith("refs/heads/")]
+        tags = [r.removeprefix("refs/tags/") for r in refs if r.startswith("refs/tags/")]
+        return ConfigError(
+            f"The ref {self.ref!r} does not exist in {self.shown}.",
+            where="IAC_RUNNER_SOURCE_REF (--ref)",
+            fix=f"Use a branch ({', '.join(branches[:10]) or 'none'}), a tag ({', '.join(tags[:10]) or 'none'}), "
+            "a commit SHA or a full refs/... name.",
+        )
+
+    def _error(self, args: tuple[str, ...], stderr: str) -> ConfigError:
+        text = REGISTRY.redact(stderr).strip()
+        lower = text.lower()
+        detail = "\n".join(line.strip() for line in text.splitlines()[-5:])
+        where = f"IAC_RUNNER_SOURCE_URL={self.shown}, IAC_RUNNER_SOURCE_REF={self.ref or '(remote HEAD)'}"
+        if any(s in lower for s in ("authentication failed", "403", "401", "permission denied",
+                                    "could not read username", "host key verification failed")):  # fmt: skip
+            return ConfigError(
+                f"Git refused the credentials for {self.shown}.",
+                where=where,
+                fix="Check IAC_RUNNER_SOURCE_TOKEN (and IAC_RUNNER_SOURCE_USERNAME) or IAC_RUNNER_SOURCE_SSH_KEY "
+                "and IAC_RUNNER_SOURCE_KNOWN_HOSTS: the token needs read access to the repository.",
+                details=detail,
+            )
+        if args[0] == "ls-remote":
+            return ConfigError(
+                f"The git repository {self.shown} could not be reached.",
+                where=where,
+                fix="Check the URL, the network path to the git host and that the repository exists.",
+                details=detail,
+            )
+        return ConfigError(
+            f"git {args[0]} failed for {self.shown}.", where=where, fix="Check the ref and path.", details=detail
+        )
