@@ -45,7 +45,7 @@ def safe_url(url: str) -> str:
     return url
 
 
-def stack_folder(root: Path, subpath: str | None, label: str) -> Path:
+def stack_folder(root: Path, subpath: str | None, label: str, *, must_exist: bool = True) -> Path:
     """`root/subpath`, refusing anything that leaves `root` (`..`, absolute paths, symlinks out)."""
     if subpath:
         pure = PurePosixPath(subpath)
@@ -62,7 +62,7 @@ def stack_folder(root: Path, subpath: str | None, label: str) -> Path:
             where=f"IAC_RUNNER_SOURCE_PATH (--path) -> {folder}",
             fix="Point the path at a real folder inside the repository, not a symlink leading out of it.",
         )
-    if not folder.is_dir():
+    if must_exist and not folder.is_dir():
         raise ConfigError(
             f"The stack path {subpath or '.'!r} does not exist in the {label}.",
             where=f"{root}",
@@ -102,7 +102,7 @@ class _GitCheckout:
         self._git(repo.git, "remote", "add", "origin", self.url)
         path = self.settings.source_path
         if path:
-            stack_folder(dest, path, "repository")  # reject escapes before anything is fetched
+            stack_folder(dest, path, "repository", must_exist=False)  # reject escapes before any fetch
             self._git(repo.git, "sparse-checkout", "set", "--cone", path.strip("/"))
         commit = self._fetch(repo.git, refs, head)
         self._git(repo.git, "-c", "advice.detachedHead=false", "checkout", "--detach", commit)
