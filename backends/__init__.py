@@ -35,8 +35,7 @@ def get(name: str) -> Backend:
     raise ConfigError(
         f"Unknown backend {name!r}.",
         where="IAC_RUNNER_BACKEND / --backend / `backend:` in iac-runner.yaml",
-        fix=f"Use one of: {', '.join(names())} (plugins register under the entry-point group "
-        f"{ENTRY_POINT_GROUP!r}).",
+        fix=f"Use one of: {', '.join(names())} (plugins register under the entry-point group {ENTRY_POINT_GROUP!r}).",
     )
 
 

@@ -47,11 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
-        err = RunnerError(
+        internal = RunnerError(
             f"Internal error in iac-runner: {type(exc).__name__}: {exc}",
             fix="Run again with --debug for the traceback and report it; this is a bug, not your configuration.",
         )
-        return _report(err, sink)
+        return _report(internal, sink)
 
 
 def _report(err: RunnerError, sink: _ErrorSink, code: int | None = None) -> int:
@@ -161,8 +161,16 @@ def _demo(args: argparse.Namespace, sink: _ErrorSink) -> int:
 
 # -- parser --------------------------------------------------------------------------------------------
 
-_SETTING_FLAGS = ("backend", "source_url", "source_ref", "source_path", "stack_name", "state_url", "timeout",
-                  "log_format")  # fmt: skip
+_SETTING_FLAGS = (
+    "backend",
+    "source_url",
+    "source_ref",
+    "source_path",
+    "stack_name",
+    "state_url",
+    "timeout",
+    "log_format",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -177,8 +185,9 @@ def _parser() -> argparse.ArgumentParser:
         "and test them locally.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(sub, "container", _container, common,
-             "contract mode (the image's entrypoint): everything from the environment")  # fmt: skip
+    _command(
+        sub, "container", _container, common, "contract mode (the image's entrypoint): everything from the environment"
+    )
     helps = {
         "apply": "create or update the stack (idempotent)",
         "destroy": "delete the stack (already gone = success)",
@@ -188,8 +197,13 @@ def _parser() -> argparse.ArgumentParser:
     }
     for action in LOCAL_ACTIONS:
         cmd = _command(sub, action, _local, common, helps[action])
-        cmd.add_argument("stack_dir", nargs="?", default=".", metavar="STACK_DIR",
-                         help="the stack folder, or the base for --path (default: .)")  # fmt: skip
+        cmd.add_argument(
+            "stack_dir",
+            nargs="?",
+            default=".",
+            metavar="STACK_DIR",
+            help="the stack folder, or the base for --path (default: .)",
+        )
         _local_flags(cmd)
     _command(sub, "backends", _backends, common, "list the backends and the engine version each would use")
     _command(sub, "demo", _demo, common, "run every example stack against an embedded AWS emulator (moto)")
@@ -197,9 +211,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _command(
-    sub: Any, name: str, handler: Callable[[argparse.Namespace, _ErrorSink], int],
-    common: argparse.ArgumentParser, help_text: str,
-) -> argparse.ArgumentParser:  # fmt: skip
+    sub: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace, _ErrorSink], int],
+    common: argparse.ArgumentParser,
+    help_text: str,
+) -> argparse.ArgumentParser:
     cmd: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
     cmd.set_defaults(handler=handler)
     return cmd
@@ -213,12 +230,24 @@ def _local_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--stack-name", help="the stack's identity (default: from the path)")
     cmd.add_argument("--state-url", help="file:///dir or s3://bucket/prefix for engine state")
     cmd.add_argument("--inputs", help="JSON file with the stack's inputs")
-    cmd.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
-                     help="an input (JSON values keep their type); repeatable")  # fmt: skip
-    cmd.add_argument("--secret", action="append", default=[], metavar="NAME=VALUE",
-                     help="a secret input; repeatable (prefer IAC_RUNNER_SECRET_<NAME>: argv is visible in ps)")  # fmt: skip
+    cmd.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an input (JSON values keep their type); repeatable",
+    )
+    cmd.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a secret input; repeatable (prefer IAC_RUNNER_SECRET_<NAME>: argv is visible in ps)",
+    )
     cmd.add_argument("--timeout", type=int, help="overall seconds for the run (default 3600)")
-    cmd.add_argument("--out-dir", help="write outputs.json, secret-outputs.json and error.txt here, as the driver would")
+    cmd.add_argument(
+        "--out-dir", help="write outputs.json, secret-outputs.json and error.txt here, as the driver would"
+    )
 
 
 if __name__ == "__main__":

@@ -87,7 +87,9 @@ def _run_example(example: Example, cloud: Emulator, repo: str, tmp: Path) -> Out
     log.step(f"example {example.path} ({version})")
     started = time.monotonic()
     family = example.folder.parent
-    secrets = json.loads((family / "secret-inputs.json").read_text()) if (family / "secret-inputs.json").exists() else {}
+    secrets = (
+        json.loads((family / "secret-inputs.json").read_text()) if (family / "secret-inputs.json").exists() else {}
+    )
     env = {
         **os.environ,
         **cloud.env(),
@@ -112,8 +114,9 @@ def _run_example(example: Example, cloud: Emulator, repo: str, tmp: Path) -> Out
             "ERROR_FILE": "error.txt",
         }
         log.step(f"ACTION={action} iac-runner container ({example.path})")
-        code = subprocess.run([sys.executable, "-m", "runner.cli", "container"], env={**env, **contract},
-                              check=False).returncode  # fmt: skip
+        code = subprocess.run(
+            [sys.executable, "-m", "runner.cli", "container"], env={**env, **contract}, check=False
+        ).returncode
         if code != 0:
             error = (scripts / "error.txt").read_text() if (scripts / "error.txt").exists() else "(no error file)"
             log.error(f"{example.path}: ACTION={action} failed with exit code {code}: {error.splitlines()[0]}")
@@ -131,10 +134,19 @@ def _repo(stacks: Path, bare: Path) -> str:
     """A local git repository holding the example stacks, served by URL as a definition would point at it."""
     work = bare.with_name("stacks-work")
     shutil.copytree(stacks, work / "stacks", ignore=shutil.ignore_patterns(".terraform", "__pycache__"))
-    env = {**os.environ, "GIT_AUTHOR_NAME": "demo", "GIT_AUTHOR_EMAIL": "demo@localhost",
-           "GIT_COMMITTER_NAME": "demo", "GIT_COMMITTER_EMAIL": "demo@localhost"}  # fmt: skip
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "example stacks"],
-                 ["clone", "-q", "--bare", ".", str(bare)]):  # fmt: skip
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "demo",
+        "GIT_AUTHOR_EMAIL": "demo@localhost",
+        "GIT_COMMITTER_NAME": "demo",
+        "GIT_COMMITTER_EMAIL": "demo@localhost",
+    }
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "example stacks"],
+        ["clone", "-q", "--bare", ".", str(bare)],
+    ):
         subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
     return bare.as_uri()
 
@@ -148,6 +160,7 @@ def _summary(outcomes: list[Outcome]) -> None:
         table.add_column(column)
     for o in outcomes:
         style = {"ok": "green", "failed": "red"}.get(o.status, "yellow")
-        table.add_row(o.example.family, o.example.backend, f"[{style}]{o.status}[/]", str(o.outputs),
-                      f"{o.seconds:.1f}")  # fmt: skip
+        table.add_row(
+            o.example.family, o.example.backend, f"[{style}]{o.status}[/]", str(o.outputs), f"{o.seconds:.1f}"
+        )
     Console(stderr=False).print(table)

@@ -33,7 +33,7 @@ class Emulator:
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's dummy credentials
+            "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
         }
@@ -85,9 +85,11 @@ def _wait_ready(emulator: Emulator, child: subprocess.Popen[bytes], timeout: flo
     while time.monotonic() < expires:
         if child.poll() is not None:
             raise ConfigError(f"moto's server exited at start (code {child.returncode}).")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"{emulator.endpoint}/moto-api/data.json", timeout=1):  # noqa: S310
-                return
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{emulator.endpoint}/moto-api/data.json", timeout=1),  # noqa: S310
+        ):
+            return
         time.sleep(0.1)
     raise ConfigError(f"moto's server did not answer on {emulator.endpoint} within {timeout:g} s.")
 

@@ -35,15 +35,16 @@ def classify(outputs: Iterable[Output], secret_inputs: Mapping[str, Any]) -> lis
     secret_values = [json.dumps(v, sort_keys=True) for v in secret_inputs.values()]
     result = []
     for out in outputs:
-        if not out.secret and json.dumps(out.value, sort_keys=True) in secret_values:
+        secret = out.secret
+        if not secret and json.dumps(out.value, sort_keys=True) in secret_values:
             log.warning(
                 f"output {out.name!r} equals a secret input, so it goes to the secrets file; "
                 "mark it sensitive/secret in the stack to silence this warning"
             )
-            out = Output(out.name, out.value, secret=True)
-        if out.secret:
+            secret = True
+        if secret:
             REGISTRY.add(out.value)
-        result.append(out)
+        result.append(Output(out.name, out.value, secret))
     return result
 
 

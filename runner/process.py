@@ -60,9 +60,7 @@ class _Interrupts:
                 with contextlib.suppress(ProcessLookupError):
                     child.send_signal(signal.SIGINT)
             if first:
-                log.warning(
-                    f"received {signal.Signals(signum).name}: asked the engine to stop and save its state"
-                )
+                log.warning(f"received {signal.Signals(signum).name}: asked the engine to stop and save its state")
             return
         raise interrupted(signum)
 

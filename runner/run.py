@@ -68,8 +68,12 @@ def execute(request: RunRequest) -> RunResult:
             state_url=_state_url(settings, backend, request.container),
             env=dict(os.environ),
         )
-        log.step(f"{request.action} stack {stack_name!r} with backend {backend.name}", backend=backend.name,
-                 stack=stack_name, commit=source.commit)  # fmt: skip
+        log.step(
+            f"{request.action} stack {stack_name!r} with backend {backend.name}",
+            backend=backend.name,
+            stack=stack_name,
+            commit=source.commit,
+        )
         result = _act(request.action, backend, ctx)
     outs = outputs_mod.classify(result.outputs, request.secret_inputs)
     if request.output_files and request.action in WRITES_OUTPUTS:

@@ -95,9 +95,7 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str] | None = 
     """Settings from CLI flags (those not None) over `IAC_RUNNER_*` env vars."""
     environ = os.environ if environ is None else environ
     _reject_unknown_env(environ)
-    env_values = {
-        name: environ[env_var(name)] for name in Settings.model_fields if env_var(name) in environ
-    }
+    env_values = {name: environ[env_var(name)] for name in Settings.model_fields if env_var(name) in environ}
     explicit = {k: v for k, v in flags.items() if v is not None}
     try:
         # Values are passed explicitly (flags over env) so that tests and the CLI share one path.
@@ -165,9 +163,7 @@ def load_stack_file(folder: Path) -> StackFile:
             summary = f"Unknown key {key!r} in {STACK_FILE}."
         else:
             summary = f"Invalid value for {key!r} in {STACK_FILE}: {err['msg']}."
-        raise ConfigError(
-            summary, where=_line_of_key(path, str(err["loc"][0])), fix=f"Known keys: {known}."
-        ) from None
+        raise ConfigError(summary, where=_line_of_key(path, str(err["loc"][0])), fix=f"Known keys: {known}.") from None
 
 
 def _line_of_key(path: Path, key: str) -> str:
@@ -243,6 +239,4 @@ def check_no_overlap(plain: Mapping[str, Any], secret: Mapping[str, Any]) -> Non
 
 
 def _json_type(value: Any) -> str:
-    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
-        type(value), "null"
-    )
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")

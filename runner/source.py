@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from runner.errors import ConfigError
 from runner.log import log
@@ -113,10 +113,16 @@ class _GitCheckout:
     def _environment(self) -> dict[str, str]:
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
         parts = urlsplit(self.url)
-        if parts.password:
-            REGISTRY.add(parts.password)
-            log.warning("the source URL carries a password; pass it as IAC_RUNNER_SOURCE_TOKEN instead")
         token = self.settings.source_token.get_secret_value() if self.settings.source_token else None
+        user = self.settings.source_username or DEFAULT_USERNAME
+        if parts.password:
+            REGISTRY.add_all([parts.password, unquote(parts.password)])
+            log.warning("the source URL carries a password; pass it as IAC_RUNNER_SOURCE_TOKEN instead")
+            if parts.scheme in ("http", "https"):
+                # Sent like a token (a header in the environment), so git's argv and .git/config never hold it.
+                self.url = self.shown
+                if not token:
+                    token, user = unquote(parts.password), unquote(parts.username or "") or user
         if token:
             if parts.scheme not in ("http", "https"):
                 raise ConfigError(
@@ -124,7 +130,6 @@ class _GitCheckout:
                     where=f"IAC_RUNNER_SOURCE_URL={self.shown}",
                     fix="Use the repository's https:// URL with a token, or IAC_RUNNER_SOURCE_SSH_KEY for ssh.",
                 )
-            user = self.settings.source_username or DEFAULT_USERNAME
             header = base64.b64encode(f"{user}:{token}".encode()).decode()
             REGISTRY.add_all([token, header])
             origin = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}/"
@@ -228,8 +233,10 @@ class _GitCheckout:
         lower = text.lower()
         detail = "\n".join(line.strip() for line in text.splitlines()[-5:])
         where = f"IAC_RUNNER_SOURCE_URL={self.shown}, IAC_RUNNER_SOURCE_REF={self.ref or '(remote HEAD)'}"
-        if any(s in lower for s in ("authentication failed", "403", "401", "permission denied",
-                                    "could not read username", "host key verification failed")):  # fmt: skip
+        # git's own wording only: a bare "401" would also match a port, a path or a SHA in the message.
+        if any(s in lower for s in ("authentication failed", "returned error: 403", "returned error: 401",
+                                    "permission denied", "could not read username", "could not read password",
+                                    "host key verification failed")):  # fmt: skip
             return ConfigError(
                 f"Git refused the credentials for {self.shown}.",
                 where=where,

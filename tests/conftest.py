@@ -100,10 +100,19 @@ def aws(emulator: Emulator) -> dict[str, str]:
 
 def git(*args: str, cwd: Path) -> str:
     return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-        env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"},
-    ).stdout.strip()  # fmt: skip
+        ["git", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.com",
+        },
+    ).stdout.strip()
 
 
 def make_repo(path: Path, files: Mapping[str, str] | None = None, copy_stacks: bool = True) -> Path:
@@ -167,8 +176,12 @@ class Container:
         final = {k: v for k, v in merged.items() if v is not None}
         proc = subprocess.run(
             [sys.executable, "-m", "runner.cli", "container"],
-            env=final, capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+            env=final,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         result = Result(
             proc.returncode,
             proc.stdout,

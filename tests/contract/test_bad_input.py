@@ -15,7 +15,7 @@ TEMPLATE = (STACKS / "s3-bucket" / "cloudformation" / "template.yaml").read_text
 STACK_FILE = "backend: cloudformation\nsecret_outputs: [tokenParameter]\n"
 INPUTS = {"bucket": "bad-input-bucket"}
 SECRETS = {"apiToken": SENTINEL}
-PLUGIN = '''
+PLUGIN = """
 from pathlib import Path
 
 class TofuLike:
@@ -32,7 +32,7 @@ class TofuLike:
     def outputs(self, ctx): return []
 
 BACKEND = TofuLike()
-'''
+"""
 
 
 @dataclass
@@ -56,13 +56,17 @@ CASES: dict[str, Case] = {
     "action unknown": Case(action="update", says=("ACTION must be 'create' or 'destroy'", "'update'")),
     "inputs not json": Case(inputs="{bucket: x", says=("not valid JSON", "inputs.json:1")),
     "inputs not an object": Case(inputs="[1, 2]", says=("must hold a JSON object", "array")),
-    "unknown input key": Case(inputs={**INPUTS, "bukcet": "x"}, says=("'bukcet' is not a parameter", "bucket (String)")),
+    "unknown input key": Case(
+        inputs={**INPUTS, "bukcet": "x"}, says=("'bukcet' is not a parameter", "bucket (String)")
+    ),
     "missing required parameter": Case(inputs={}, says=("Required parameter 'bucket'",)),
     "secret to a non-NoEcho parameter": Case(files={"template.yaml": NOT_NOECHO}, says=("without NoEcho", "apiToken")),
     "list to a String parameter": Case(inputs={**INPUTS, "environment": ["a"]}, says=("is a list",)),
     "cfn-lint error": Case(files={"template.yaml": LINT_ERROR}, says=("cfn-lint", "E3002", "template.yaml:30")),
     "template yaml broken": Case(files={"template.yaml": "Resources: [\n"}, says=("cannot be parsed", "E0000")),
-    "unknown backend": Case(env={"IAC_RUNNER_BACKEND": "terraformz"}, says=("Unknown backend 'terraformz'", "cloudformation")),
+    "unknown backend": Case(
+        env={"IAC_RUNNER_BACKEND": "terraformz"}, says=("Unknown backend 'terraformz'", "cloudformation")
+    ),
     "no stack detected": Case(files={"README.md": "nothing here"}, says=("No stack was detected", "README.md")),
     "two stacks detected": Case(
         files={"template.yaml": TEMPLATE, "main.tf": "# tofu\n"},
@@ -84,17 +88,28 @@ CASES: dict[str, Case] = {
         says=("'tokenParam'", "not an output"),
     ),
     "scripts directory missing": Case(env={"SCRIPTS_DIRECTORY": "/nonexistent/scripts"}, says=("SCRIPTS_DIRECTORY",)),
-    "outputs file not writable": Case(env={"OUTPUTS_FILE": "/nonexistent/dir/outputs.json"}, says=("cannot be written",)),
+    "outputs file not writable": Case(
+        env={"OUTPUTS_FILE": "/nonexistent/dir/outputs.json"}, says=("cannot be written",)
+    ),
     "subpath escapes": Case(env={"IAC_RUNNER_SOURCE_PATH": "../../etc"}, says=("leaves the scripts directory",)),
     "timeout not a number": Case(env={"IAC_RUNNER_TIMEOUT": "soon"}, says=("IAC_RUNNER_TIMEOUT", "valid integer")),
-    "unknown IAC_RUNNER_ variable": Case(env={"IAC_RUNNER_STATE_URI": "s3://b"}, says=("IAC_RUNNER_STATE_URI", "IAC_RUNNER_STATE_URL")),
+    "unknown IAC_RUNNER_ variable": Case(
+        env={"IAC_RUNNER_STATE_URI": "s3://b"}, says=("IAC_RUNNER_STATE_URI", "IAC_RUNNER_STATE_URL")
+    ),
     "state url scheme": Case(env={"IAC_RUNNER_STATE_URL": "gs://bucket"}, says=("IAC_RUNNER_STATE_URL", "s3://")),
-    "secret and plain input with one name": Case(inputs={**INPUTS, "apiToken": "x"}, says=("both as a plain input and as a secret",)),
+    "secret and plain input with one name": Case(
+        inputs={**INPUTS, "apiToken": "x"}, says=("both as a plain input and as a secret",)
+    ),
     "no aws credentials": Case(
-        env={"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None, "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-             "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"},
+        env={
+            "AWS_ACCESS_KEY_ID": None,
+            "AWS_SECRET_ACCESS_KEY": None,
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+            "AWS_CONFIG_FILE": "/nonexistent",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
         says=("No AWS credentials",),
-    ),  # fmt: skip
+    ),
     "aws endpoint unreachable": Case(env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, says=("could not be reached",)),
 }
 
@@ -132,8 +147,9 @@ def test_bad_input(name: str, container: Container, aws: dict[str, str], plugin_
 
 def test_unknown_ref_and_unreachable_repo(container: Container, aws: dict[str, str], tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo.git")
-    container.env.update({**aws, "IAC_RUNNER_SOURCE_URL": repo.as_uri(),
-                          "IAC_RUNNER_SOURCE_PATH": "stacks/s3-bucket/cloudformation"})  # fmt: skip
+    container.env.update(
+        {**aws, "IAC_RUNNER_SOURCE_URL": repo.as_uri(), "IAC_RUNNER_SOURCE_PATH": "stacks/s3-bucket/cloudformation"}
+    )
     unknown = container.run("create", INPUTS, secrets=SECRETS, env={"IAC_RUNNER_SOURCE_REF": "no-such-branch"})
     assert unknown.returncode == 2
     assert "'no-such-branch' does not exist" in unknown.error and "main" in unknown.error

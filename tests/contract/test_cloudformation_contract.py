@@ -28,8 +28,13 @@ def s3(container: Container, aws: dict[str, str], stacks_repo: Path) -> Containe
 
 
 def _bucket_tags(aws: dict[str, str], bucket: str) -> dict[str, str]:
-    s3 = boto3.client("s3", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=aws["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     return {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
 
 
@@ -121,12 +126,18 @@ def test_cli_out_dir_writes_the_driver_files(tmp_path: Path, aws: dict[str, str]
     printed.assert_ok()
     assert json.loads(printed.stdout)["tokenParameter"] == "***"
 
-    plan = run_cli(["plan", str(STACKS / "s3-bucket" / "cloudformation"), "--inputs", str(inputs),
-                    "--stack-name", "cli-new"], env)  # fmt: skip
+    plan = run_cli(
+        ["plan", str(STACKS / "s3-bucket" / "cloudformation"), "--inputs", str(inputs), "--stack-name", "cli-new"], env
+    )
     plan.assert_ok()
     assert "Plan: 2 to add, 0 to change, 0 to remove" in plan.stdout
-    boto = boto3.client("cloudformation", endpoint_url=aws["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")  # fmt: skip
+    boto = boto3.client(
+        "cloudformation",
+        endpoint_url=aws["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     names = [s["StackName"] for s in boto.describe_stacks()["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert "cli-new" not in names, "plan must leave no stack behind"
 
@@ -134,7 +145,12 @@ def test_cli_out_dir_writes_the_driver_files(tmp_path: Path, aws: dict[str, str]
 
 
 def test_redis_example_validates() -> None:
-    args = ["validate", str(STACKS / "redis" / "cloudformation"), "--inputs", str(STACKS / "redis" / "inputs.example.json")]
+    args = [
+        "validate",
+        str(STACKS / "redis" / "cloudformation"),
+        "--inputs",
+        str(STACKS / "redis" / "inputs.example.json"),
+    ]
     result = run_cli(args, base_env({"AWS_REGION": "us-east-1", "IAC_RUNNER_SECRET_authToken": SENTINEL}))
     result.assert_ok()
     assert "is valid" in result.stdout
