@@ -7,8 +7,8 @@ against real AWS and moto: boto3 honours AWS_ENDPOINT_URL and the standard AWS_*
 from __future__ import annotations
 
 import contextlib
-import os
 import difflib
+import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -66,7 +66,6 @@ def _client() -> CloudFormationClient:
             where="environment (AWS_REGION / AWS_DEFAULT_REGION)",
             fix="Set AWS_REGION, e.g. AWS_REGION=us-east-1.",
         ) from None
-
 
 
 _CREDENTIAL_CODES = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
@@ -180,14 +179,16 @@ def parameters(template: Template, ctx: StackContext) -> list[dict[str, str]]:
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(declared), n=1)
         raise ConfigError(
-            f"Input {unknown[0]!r} is not a parameter of the template" + (f" (did you mean {close[0]!r}?)." if close else "."),
+            f"Input {unknown[0]!r} is not a parameter of the template"
+            + (f" (did you mean {close[0]!r}?)." if close else "."),
             where=f"{template.path.name}: declared parameters: {listing}",
             fix="Remove the input or declare it under Parameters in the template.",
         )
     missing = [name for name, spec in declared.items() if "Default" not in spec and name not in ctx.all_inputs]
     if missing:
         raise ConfigError(
-            f"Required parameter {missing[0]!r} has no input value" + (f" (also missing: {', '.join(missing[1:])})." if missing[1:] else "."),
+            f"Required parameter {missing[0]!r} has no input value"
+            + (f" (also missing: {', '.join(missing[1:])})." if missing[1:] else "."),
             where=f"{template.path.name}: declared parameters: {listing}",
             fix="Add it to the resource inputs, or give the parameter a Default in the template.",
         )
@@ -302,13 +303,24 @@ class CloudFormationBackend:
         cfn, name = _client(), self.stack_name(ctx)
         template = load_template(ctx)
         stack = self._settled_stack(cfn, ctx, name)
+        if stack and stack["StackStatus"] in FAILED_CREATE:
+            # apply deletes this stack and creates it again: every resource of the template is added.
+            log.warning(
+                f"stack {name} is in {stack['StackStatus']} after a failed first create; "
+                "apply will delete it and create it again"
+            )
+            resources = (template.data.get("Resources") or {}).items()
+            adds = (ResourceChange(n, "add", str(r.get("Type", ""))) for n, r in resources if isinstance(r, dict))
+            return ChangeSummary(tuple(adds))
+        if stack and stack["StackStatus"] not in UPDATABLE and stack["StackStatus"] != "REVIEW_IN_PROGRESS":
+            raise _blocked(name, stack)
         kind = "UPDATE" if stack and stack["StackStatus"] in UPDATABLE else "CREATE"
         change_set = self._create_change_set(cfn, ctx, name, template, kind)
         try:
             changes = self._changes(cfn, change_set) if change_set else ()
         finally:
             if change_set:
-                self._discard(cfn, name, change_set, kind, stack)
+                self._discard(cfn, name, change_set, kind)
         summary = ChangeSummary(tuple(changes))
         for change in summary.changes:
             log.resource(change.address, f"will {change.action}", type=change.type)
@@ -408,6 +420,7 @@ class CloudFormationBackend:
                     with _aws_errors("deleting an empty change set"):
                         cfn.delete_change_set(ChangeSetName=change_set)
                     return None
+                self._discard(cfn, name, change_set, kind)
                 raise EngineError(
                     f"CloudFormation rejected the change set for stack {name}: {reason}",
                     where=f"{template.path.name} (stack {name})",
@@ -428,13 +441,11 @@ class CloudFormationBackend:
                     changes.append(ResourceChange(rc.get("LogicalResourceId", "?"), action, rc.get("ResourceType", "")))
         return changes
 
-    def _discard(
-        self, cfn: CloudFormationClient, name: str, change_set: str, kind: str, stack: dict[str, Any] | None
-    ) -> None:
-        """Remove a plan's change set, and the empty stack a CREATE change set made, leaving nothing behind."""
-        with _aws_errors("deleting the plan's change set"):
+    def _discard(self, cfn: CloudFormationClient, name: str, change_set: str, kind: str) -> None:
+        """Remove a change set that will not run, and the empty stack a CREATE change set made with it."""
+        with _aws_errors("deleting the change set"):
             cfn.delete_change_set(ChangeSetName=change_set)
-            if kind == "CREATE" and (stack is None or stack["StackStatus"] == "REVIEW_IN_PROGRESS"):
+            if kind == "CREATE":
                 cfn.delete_stack(StackName=name)
 
     def _execute(self, cfn: CloudFormationClient, ctx: StackContext, name: str, change_set: str, kind: str) -> None:
@@ -456,7 +467,8 @@ class CloudFormationBackend:
             cfn.delete_stack(StackName=stack_id)
         status = self._wait(cfn, ctx, stack_id, "deleting the stack", events=events)
         if status != "DELETE_COMPLETE":
-            raise _failed(stack_id.split("/")[1] if "/" in stack_id else stack_id, status, events, "could not be deleted")
+            name = stack_id.split("/")[1] if "/" in stack_id else stack_id
+            raise _failed(name, status, events, "could not be deleted", fix=DELETE_FIX)
         log.info("stack deleted")
 
     def _wait(
@@ -465,6 +477,7 @@ class CloudFormationBackend:
         ctx: StackContext,
         stack_id: str,
         doing: str,
+        *,
         events: _Events | None = None,
         mark: bool = False,
     ) -> str:
@@ -541,12 +554,20 @@ def _blocked(name: str, stack: Mapping[str, Any]) -> EngineError:
     )
 
 
-def _failed(name: str, status: str, events: _Events, what: str) -> EngineError:
+DELETE_FIX = (
+    "Remove what blocks the delete (the failure above, e.g. empty the bucket or drop what depends on the "
+    "resource), then destroy again (ACTION=destroy / `iac-runner destroy`): CloudFormation retries deleting "
+    "what is left."
+)
+
+
+def _failed(name: str, status: str, events: _Events, what: str, fix: str = "") -> EngineError:
     causes = events.failures or ["(no resource reported a reason; see the stack's events in the console)"]
     return EngineError(
         f"Stack {name} {what}: it ended in {status}.",
         where=f"first failure: {causes[0]}",
-        fix="Fix the cause above in the template or inputs and run again; a failed first create is "
+        fix=fix
+        or "Fix the cause above in the template or inputs and run again; a failed first create is "
         "deleted and recreated on the next run.",
         details="Failed resources:\n" + "\n".join(f"- {c}" for c in causes[:10]),
     )

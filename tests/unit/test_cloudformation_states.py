@@ -24,7 +24,7 @@ import pytest
 from botocore.exceptions import StubResponseError
 from botocore.stub import ANY, Stubber
 
-import backends.cloudformation as cloudformation
+from backends import cloudformation
 from backends.base import StackContext
 from runner.errors import ConfigError, EngineError, ExitCode, RunnerError, RunTimeout
 from runner.log import log
@@ -102,16 +102,17 @@ class RecordingStubber(Stubber):
         super().__init__(client)
         self.violations: list[str] = []
 
+    # Overrides of Stubber's two checking hooks (private, unchanged since botocore 1.x; absent from its stubs).
     def _assert_expected_params(self, model: Any, params: Any, context: Any, **kwargs: Any) -> None:
         try:
-            super()._assert_expected_params(model, params, context, **kwargs)
+            super()._assert_expected_params(model, params, context, **kwargs)  # type: ignore[misc]
         except StubResponseError as exc:
             self.violations.append(str(exc))
             raise
 
     def _get_response_handler(self, model: Any, params: Any, context: Any, **kwargs: Any) -> Any:
         try:
-            return super()._get_response_handler(model, params, context, **kwargs)
+            return super()._get_response_handler(model, params, context, **kwargs)  # type: ignore[misc]
         except StubResponseError as exc:
             self.violations.append(str(exc))
             raise
@@ -212,9 +213,7 @@ class Api:
         page = {"StackEvents": list(self.history.get(stack_id, []))}
         self.stubber.add_response("describe_stack_events", page, {"StackName": stack_id})
 
-    def wait(
-        self, stack_id: str, steps: Sequence[tuple[Sequence[tuple[str, str, str | None]], str]]
-    ) -> None:
+    def wait(self, stack_id: str, steps: Sequence[tuple[Sequence[tuple[str, str, str | None]], str]]) -> None:
         """The backend's wait loop: each step is (events that happened meanwhile, stack status it then reads).
 
         Per round the backend reads new events, then the stack; once the status is final it reads events once
@@ -255,7 +254,9 @@ class Api:
             "StackId": stack_id,
             "StackName": NAME,
             "Description": "created by iac-runner",
-            "Parameters": [{**p, "ParameterValue": "****"} if p["ParameterKey"] == "apiToken" else p for p in PARAMETERS],
+            "Parameters": [
+                {**p, "ParameterValue": "****"} if p["ParameterKey"] == "apiToken" else p for p in PARAMETERS
+            ],
             "CreationTime": self.now(),
             "ExecutionStatus": execution,
             "Status": status,
@@ -269,12 +270,15 @@ class Api:
             response["StatusReason"] = reason
         self.stubber.add_response("describe_change_set", response, {"ChangeSetName": CHANGE_SET_ID})
 
-    def ready_change_set(self, changes: Sequence[dict[str, Any]], stack_id: str = STACK_ID) -> None:
-        """The change set is polled until ready, listed (paginator), then read once more for its stack id."""
+    def ready_change_set(
+        self, changes: Sequence[dict[str, Any]], stack_id: str = STACK_ID, executed: bool = True
+    ) -> None:
+        """The change set is polled until ready, listed (paginator), then, to execute it, read for its stack id."""
         self.change_set("CREATE_IN_PROGRESS", stack_id)
         self.change_set("CREATE_COMPLETE", stack_id, changes=changes)
         self.change_set("CREATE_COMPLETE", stack_id, changes=changes)
-        self.change_set("CREATE_COMPLETE", stack_id, changes=changes)
+        if executed:
+            self.change_set("CREATE_COMPLETE", stack_id, changes=changes)
 
     def execute(self) -> None:
         self.stubber.add_response("execute_change_set", {}, {"ChangeSetName": CHANGE_SET_ID})
@@ -350,10 +354,15 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
 
 @pytest.fixture
 def logged() -> Iterator[io.StringIO]:
+    """The run's log as JSON lines; the secret input must never appear in it."""
+    previous = (log.format, log.debug_enabled, log._stream)
     stream = io.StringIO()
     log.configure("json", stream=stream)
-    yield stream
-    log.configure()
+    try:
+        yield stream
+    finally:
+        log.configure(previous[0], debug=previous[1], stream=previous[2])
+    assert TOKEN not in stream.getvalue()
 
 
 @pytest.fixture
@@ -419,7 +428,11 @@ def test_apply_on_rollback_complete_deletes_then_creates(
         (NAME, "CREATE_IN_PROGRESS", "User Initiated"),
         ("Bucket", "CREATE_IN_PROGRESS", None),
         ("Bucket", "CREATE_FAILED", BUCKET_EXISTS),
-        (NAME, "ROLLBACK_IN_PROGRESS", "The following resource(s) failed to create: [Bucket]. Rollback requested by user."),
+        (
+            NAME,
+            "ROLLBACK_IN_PROGRESS",
+            "The following resource(s) failed to create: [Bucket]. Rollback requested by user.",
+        ),
         ("Bucket", "DELETE_COMPLETE", None),
         (NAME, "ROLLBACK_COMPLETE", None),
     ]
@@ -448,13 +461,10 @@ def test_apply_on_rollback_complete_deletes_then_creates(
     api.done()
     lines = records(logged)
     assert any(
-        r["level"] == "warning" and "ROLLBACK_COMPLETE" in r["message"] and "deleting it" in r["message"]
-        for r in lines
+        r["level"] == "warning" and "ROLLBACK_COMPLETE" in r["message"] and "deleting it" in r["message"] for r in lines
     )
     # the failed create's old events are not replayed; the delete's and the create's are, in order
-    assert stack_events(logged) == expected(
-        *deleting, (NAME, "DELETE_COMPLETE", None), *CREATED[1:]
-    )
+    assert stack_events(logged) == expected(*deleting, (NAME, "DELETE_COMPLETE", None), *CREATED[1:])
 
 
 # -- 2, 3. states that block an update: a clear error and no other call ---------------------------------------
@@ -467,7 +477,7 @@ def test_apply_on_update_rollback_failed_says_continue_update_rollback(api: Api,
     error = fails(lambda: cloudformation.BACKEND.apply(ctx), EngineError)
 
     api.done()  # only the one describe_stacks: nothing was changed
-    assert error.exit_code == ExitCode.ENGINE == 1
+    assert error.exit_code == ExitCode.ENGINE and int(error.exit_code) == 1
     assert "UPDATE_ROLLBACK_FAILED" in error.summary
     assert NAME in error.summary
     assert f"aws cloudformation continue-update-rollback --stack-name {NAME}" in error.fix
@@ -481,7 +491,7 @@ def test_apply_on_delete_failed_says_how_to_fix(api: Api, ctx: StackContext) -> 
     error = fails(lambda: cloudformation.BACKEND.apply(ctx), EngineError)
 
     api.done()
-    assert error.exit_code == 1
+    assert int(error.exit_code) == 1
     assert "DELETE_FAILED" in error.summary
     assert "failed to delete: [Bucket]" in error.where
     assert "delete" in error.fix and NAME in error.fix and "run again" in error.fix
@@ -539,7 +549,7 @@ def test_create_that_rolls_back_reports_the_first_real_failure(
     error = fails(lambda: cloudformation.BACKEND.apply(ctx), EngineError)
 
     api.done()  # no outputs read after the failure
-    assert error.exit_code == 1
+    assert int(error.exit_code) == 1
     assert error.summary == f"Stack {NAME} could not be created: it ended in ROLLBACK_COMPLETE."
     assert error.where == f"first failure: Bucket (AWS::S3::Bucket): {BUCKET_EXISTS}"
     assert "already exists" in error.details
@@ -580,7 +590,7 @@ def test_update_that_rolls_back_could_not_be_updated(api: Api, ctx: StackContext
     error = fails(lambda: cloudformation.BACKEND.apply(ctx), EngineError)
 
     api.done()
-    assert error.exit_code == 1
+    assert int(error.exit_code) == 1
     assert error.summary == f"Stack {NAME} could not be updated: it ended in UPDATE_ROLLBACK_COMPLETE."
     assert error.where == f"first failure: Bucket (AWS::S3::Bucket): {ACCESS_DENIED}"
 
@@ -611,13 +621,27 @@ def test_change_set_failed_for_another_reason_names_it(api: Api, ctx: StackConte
     api.create_change_set("UPDATE", template=template)
     api.change_set("CREATE_IN_PROGRESS")
     api.change_set("FAILED", reason=reason)
+    api.delete_change_set()  # a rejected change set is not left behind
 
     error = fails(lambda: cloudformation.BACKEND.apply(ctx), EngineError)
 
     api.done()  # never executed
-    assert error.exit_code == 1
+    assert int(error.exit_code) == 1
     assert reason in error.summary
     assert "nothing was changed" in error.fix
+
+
+def test_rejected_first_create_leaves_no_empty_stack(api: Api, ctx: StackContext, template: str) -> None:
+    api.missing()
+    api.create_change_set("CREATE", template=template)
+    api.change_set("FAILED", reason="Template error: something the linter did not catch")
+    api.delete_change_set()
+    api.delete_stack(NAME)
+
+    error = fails(lambda: cloudformation.BACKEND.apply(ctx), EngineError)
+
+    api.done()
+    assert "something the linter did not catch" in error.summary
 
 
 # -- 8. an operation already running is waited for --------------------------------------------------------------
@@ -726,7 +750,7 @@ def test_destroy_that_ends_delete_failed_names_the_resource(api: Api, ctx: Stack
     error = fails(lambda: cloudformation.BACKEND.destroy(ctx), EngineError)
 
     api.done()
-    assert error.exit_code == 1
+    assert int(error.exit_code) == 1
     assert error.summary == f"Stack {NAME} could not be deleted: it ended in DELETE_FAILED."
     assert error.where == f"first failure: Bucket (AWS::S3::Bucket): {NOT_EMPTY}"
     # a failed delete is fixed by removing what blocks it and destroying again, not by editing the template
@@ -738,7 +762,7 @@ def test_destroy_that_ends_delete_failed_names_the_resource(api: Api, ctx: Stack
 
 
 @pytest.mark.parametrize(
-    ("code", "message", "status"),
+    "rejection",
     [
         ("ExpiredToken", "The security token included in the request is expired", 400),
         ("InvalidClientTokenId", "The security token included in the request is invalid.", 403),
@@ -746,8 +770,9 @@ def test_destroy_that_ends_delete_failed_names_the_resource(api: Api, ctx: Stack
 )
 @pytest.mark.parametrize("verb", ["apply", "destroy"])
 def test_rejected_credentials_are_a_config_error(
-    api: Api, ctx: StackContext, code: str, message: str, status: int, verb: str
+    api: Api, ctx: StackContext, rejection: tuple[str, str, int], verb: str
 ) -> None:
+    code, message, status = rejection
     api.stubber.add_client_error(
         "describe_stacks",
         service_error_code=code,
@@ -759,7 +784,7 @@ def test_rejected_credentials_are_a_config_error(
     error = fails(lambda: getattr(cloudformation.BACKEND, verb)(ctx), ConfigError)
 
     api.done()
-    assert error.exit_code == ExitCode.CONFIG == 2
+    assert error.exit_code == ExitCode.CONFIG and int(error.exit_code) == 2
     assert message in error.summary
     assert code in error.where
     assert "credentials" in error.fix
@@ -783,7 +808,7 @@ def test_a_running_operation_that_outlasts_the_deadline_times_out(
 
     api.done()
     assert time.monotonic() - started < 5
-    assert error.exit_code == ExitCode.TIMEOUT == 3
+    assert error.exit_code == ExitCode.TIMEOUT and int(error.exit_code) == 3
     assert "0.5 s" in error.summary and "running operation" in error.summary
 
 
@@ -808,7 +833,7 @@ def test_an_execution_that_outlasts_the_deadline_times_out(
     error = fails(lambda: cloudformation.BACKEND.apply(ctx), RunTimeout)
 
     api.done()
-    assert error.exit_code == 3
+    assert int(error.exit_code) == 3
     assert f"update of stack {NAME}" in error.summary
     assert "IAC_RUNNER_TIMEOUT" in error.fix
 
@@ -869,3 +894,46 @@ def test_events_are_logged_oldest_first_and_each_once(
     # the planned changes come first, then the progress; every record carries the resource type
     assert [r["status"] for r in resource_lines[:2]] == ["will change", "will change"]
     assert all(r["type"] for r in resource_lines)
+
+
+# -- plan on the same states: the preview must agree with what apply would do ----------------------------------
+
+
+def test_plan_on_update_rollback_failed_is_the_same_clear_error(api: Api, ctx: StackContext) -> None:
+    api.describe(NAME, "UPDATE_ROLLBACK_FAILED", reason="The following resource(s) failed to update: [Bucket]. ")
+
+    error = fails(lambda: cloudformation.BACKEND.plan(ctx), EngineError)
+
+    api.done()  # no change set: CloudFormation would refuse it with a message that says nothing of the fix
+    assert "UPDATE_ROLLBACK_FAILED" in error.summary
+    assert "continue-update-rollback" in error.fix
+
+
+def test_plan_on_rollback_complete_previews_the_recreate_without_touching_the_stack(
+    api: Api, ctx: StackContext, logged: io.StringIO
+) -> None:
+    api.describe(NAME, "ROLLBACK_COMPLETE", stack_id=OLD_STACK_ID)
+
+    summary = cloudformation.BACKEND.plan(ctx)
+
+    api.done()  # no delete, no change set
+    assert [(c.address, c.action, c.type) for c in summary.changes] == [
+        ("Bucket", "add", "AWS::S3::Bucket"),
+        ("TokenParameter", "add", "AWS::SSM::Parameter"),
+    ]
+    assert str(summary) == "2 to add, 0 to change, 0 to remove"
+    assert any(r["level"] == "warning" and "ROLLBACK_COMPLETE" in r["message"] for r in records(logged))
+
+
+def test_plan_of_an_update_discards_its_change_set_and_keeps_the_stack(
+    api: Api, ctx: StackContext, template: str
+) -> None:
+    api.describe(NAME, "UPDATE_COMPLETE")
+    api.create_change_set("UPDATE", template=template)
+    api.ready_change_set(UPDATE_CHANGES, executed=False)
+    api.delete_change_set()
+
+    summary = cloudformation.BACKEND.plan(ctx)
+
+    api.done()  # delete_change_set only: the existing stack is not deleted
+    assert [(c.address, c.action) for c in summary.changes] == [("Bucket", "change")]

@@ -63,3 +63,9 @@ def test_signal_is_forwarded_and_the_engine_finishes_first() -> None:
     with process.forward_signals(), pytest.raises(Interrupted, match="SIGTERM"):
         process.run([sys.executable, "-c", script], engine="python", deadline=Deadline(30), on_stdout=on_line)
     assert "saving state" in seen
+
+
+def test_signal_without_an_engine_interrupts_at_once() -> None:
+    with process.forward_signals(), pytest.raises(Interrupted, match="SIGINT"):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)
