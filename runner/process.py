@@ -57,8 +57,7 @@ class _Interrupts:
         self.received = signum
         if self.children:
             for child in list(self.children):
-                with contextlib.suppress(ProcessLookupError):
-                    child.send_signal(signal.SIGINT)
+                signal_group(child, signal.SIGINT)
             if first:
                 log.warning(f"received {signal.Signals(signum).name}: asked the engine to stop and save its state")
             return
@@ -66,6 +65,12 @@ class _Interrupts:
 
 
 _interrupts = _Interrupts()
+
+
+def signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the engine's whole process group, as a terminal's Ctrl-C would: its plugins and helpers too."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, sig)
 
 
 def interrupted(signum: int) -> Interrupted:
@@ -128,7 +133,7 @@ def run(
     except FileNotFoundError:
         raise EngineError(
             f"The {engine} executable {argv[0]!r} was not found.",
-            fix=f"Install {engine} or put it on PATH (`make tools` builds the pinned engines into .tools/bin).",
+            fix=f"Install {engine} or put it on PATH; `iac-runner backends` shows what each backend finds.",
         ) from None
     _interrupts.children.add(child)
     collected: dict[str, list[str]] = {"stdout": [], "stderr": []}
@@ -170,12 +175,12 @@ def _pump(
                 handlers[name](line)
         if deadline.remaining() <= 0 and killed_at is None:
             # Give the engine the same chance to save state as on a signal.
-            child.send_signal(signal.SIGINT)
+            signal_group(child, signal.SIGINT)
             killed_at = time.monotonic()
         if _interrupts.received is not None and killed_at is None:
             killed_at = time.monotonic()
         if killed_at is not None and time.monotonic() - killed_at > GRACE_SECONDS:
-            child.kill()
+            signal_group(child, signal.SIGKILL)
     selector.close()
     child.wait()
     if killed_at is not None and _interrupts.received is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -18,7 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from runner.errors import ConfigError
+from runner import process
+from runner.errors import ConfigError, EngineError
 from runner.log import log
 from runner.process import Deadline
 from runner.secrets import REGISTRY
@@ -92,20 +94,27 @@ class _GitCheckout:
         self.env = self._environment()
 
     def run(self) -> Source:
-        from git import Git, Repo
+        try:
+            from git import Repo
+        except ImportError:  # GitPython refuses to load when no git executable is found
+            raise EngineError(
+                "The git executable was not found: a source URL needs git to check the stack out.",
+                where=f"IAC_RUNNER_SOURCE_URL={self.shown}",
+                fix="Install git or put it on PATH, or leave IAC_RUNNER_SOURCE_URL unset to read the stack from "
+                "SCRIPTS_DIRECTORY (or STACK_DIR).",
+            ) from None
 
         log.step(f"checking out {self.shown}" + (f" at {self.ref}" if self.ref else ""))
-        refs, head = self._ls_remote(Git())
+        refs, head = self._ls_remote()
         dest = self.tmp / "repo"
         repo = Repo.init(dest)
-        repo.git.update_environment(**self.env)
-        self._git(repo.git, "remote", "add", "origin", self.url)
+        repo.create_remote("origin", self.url)
         path = self.settings.source_path
         if path:
             stack_folder(dest, path, "repository", must_exist=False)  # reject escapes before any fetch
-            self._git(repo.git, "sparse-checkout", "set", "--cone", path.strip("/"))
-        commit = self._fetch(repo.git, refs, head)
-        self._git(repo.git, "-c", "advice.detachedHead=false", "checkout", "--detach", commit)
+            repo.git.sparse_checkout("set", "--cone", path.strip("/"))
+        commit = self._fetch(repo, refs, head)
+        self._remote(dest, "-c", "advice.detachedHead=false", "checkout", "--detach", commit)
         folder = stack_folder(dest, path, "repository")
         log.info(f"source {self.shown} @ {self.ref or 'HEAD'} resolved to commit {commit}")
         return Source(folder=folder, commit=commit, url=self.shown, ref=self.ref)
@@ -169,24 +178,27 @@ class _GitCheckout:
             ]
         )  # fmt: skip
 
-    def _git(self, git: Any, *args: str) -> str:
-        from git import GitCommandError
+    def _remote(self, cwd: Path | None, *args: str) -> str:
+        """A git command that talks to the remote (or may, in a partial clone): through the process seam, so the
+        run's deadline and signals reach git and its remote helper alike. Local steps use GitPython."""
+        done = process.run(
+            ["git", *args],
+            engine="git",
+            deadline=self.deadline,
+            cwd=cwd,
+            env={**os.environ, **self.env},
+            on_stdout=lambda line: None,
+            on_stderr=lambda line: log.debug(f"git: {line}"),
+            doing=f"running git {args[0]}",
+        )
+        if done.returncode != 0:
+            raise self._error(args, done.stderr)
+        return done.stdout.strip()
 
-        try:
-            out: str = git.execute(
-                ["git", *args],
-                env={**os.environ, **self.env},
-                kill_after_timeout=max(self.deadline.remaining(), 1.0),
-            )
-            return out
-        except GitCommandError as exc:
-            self.deadline.check(f"running git {args[0]}")
-            raise self._error(args, str(exc.stderr or exc)) from None
-
-    def _ls_remote(self, git: Any) -> tuple[dict[str, str], str | None]:
+    def _ls_remote(self) -> tuple[dict[str, str], str | None]:
         refs: dict[str, str] = {}
         head: str | None = None
-        for line in self._git(git, "ls-remote", "--symref", self.url).splitlines():
+        for line in self._remote(None, "ls-remote", "--symref", self.url).splitlines():
             sha, _, name = line.partition("\t")
             if sha.startswith("ref: ") and name == "HEAD":
                 head = sha[5:]
@@ -196,26 +208,27 @@ class _GitCheckout:
                 refs.setdefault(name, sha)
         return refs, head
 
-    def _fetch(self, git: Any, refs: Mapping[str, str], head: str | None) -> str:
-        ref = self.ref
+    def _fetch(self, repo: Any, refs: Mapping[str, str], head: str | None) -> str:
+        """Fetch just the commit the ref names (shallow, no file contents yet) and return its SHA."""
+        fetch = functools.partial(self._remote, Path(repo.working_dir), "fetch")
         shallow = ["--depth", "1", "--filter=blob:none", "origin"]
-        if ref is None:
-            target = head or "HEAD"
-            self._git(git, "fetch", *shallow, target)
-            return self._git(git, "rev-parse", "FETCH_HEAD^{commit}")
+        ref = self.ref
+        if ref is None or ref == "HEAD":
+            fetch(*shallow, f"+{head or 'HEAD'}:refs/iac-runner/target")
+            return str(repo.commit("refs/iac-runner/target").hexsha)
         for candidate in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
             if candidate.startswith("refs/") and candidate in refs:
-                self._git(git, "fetch", *shallow, f"+{candidate}:refs/iac-runner/target")
-                return self._git(git, "rev-parse", "refs/iac-runner/target^{commit}")
-        if _FULL_SHA.match(ref):
-            self._git(git, "fetch", *shallow, ref)
-            return ref
-        if _SHORT_SHA.match(ref):
+                fetch(*shallow, f"+{candidate}:refs/iac-runner/target")
+                return str(repo.commit("refs/iac-runner/target").hexsha)
+        sha = ref.lower()
+        if _FULL_SHA.match(sha):
+            fetch(*shallow, sha)
+            return sha
+        if _SHORT_SHA.match(sha):
             # A short SHA cannot be asked of the server: fetch the history (no file contents) and resolve.
-            self._git(git, "fetch", "--filter=blob:none", "origin", "+refs/heads/*:refs/remotes/origin/*",
-                      "+refs/tags/*:refs/tags/*")  # fmt: skip
-            with contextlib.suppress(ConfigError):
-                return self._git(git, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+            fetch("--filter=blob:none", "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+            with contextlib.suppress(Exception):  # gitdb's BadName / ValueError: no such commit
+                return str(repo.commit(sha).hexsha)
         raise self._unknown_ref(refs)
 
     def _unknown_ref(self, refs: Mapping[str, str]) -> ConfigError:

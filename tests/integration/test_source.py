@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -253,6 +254,16 @@ def test_checkout_by_short_sha(remote: Remote, length: int) -> None:
         assert (source.folder / "marker.txt").read_text() == "B\n"
 
 
+def test_head_and_uppercase_sha_are_accepted(remote: Remote) -> None:
+    with checked_out(remote.settings(ref="HEAD")) as source:
+        assert source.commit == remote.repos.commits["D"]
+    sha = remote.repos.commits["B"]
+    with checked_out(remote.settings(ref=sha.upper())) as source:
+        assert source.commit == sha
+    with checked_out(remote.settings(ref=sha[:8].upper())) as source:
+        assert source.commit == sha
+
+
 def test_default_is_the_remotes_head(remote: Remote, logs: Logs) -> None:
     with checked_out(remote.settings()) as source:
         assert source.commit == remote.repos.commits["D"]
@@ -310,7 +321,7 @@ def test_subpath_spellings(file_remote: Remote, path: str) -> None:
 
 def _config_error(err: RunnerError) -> str:
     assert isinstance(err, ConfigError), f"{type(err).__name__}: {err.render()}"
-    assert err.exit_code == ExitCode.CONFIG == 2
+    assert err.exit_code == ExitCode.CONFIG and int(err.exit_code) == 2
     return err.render()
 
 
@@ -352,18 +363,30 @@ def test_unreachable_file_path(tmp_path: Path) -> None:
     assert text.splitlines()[0] == f"The git repository {url} could not be reached."
 
 
-def test_hanging_host_hits_the_deadline() -> None:
-    """A host that accepts the connection but never answers: the run's timeout (exit 3), not a hang."""
+@pytest.mark.parametrize("with_ps", [True, False])
+def test_hanging_host_hits_the_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_ps: bool) -> None:
+    """A host that accepts the connection but never answers: the run's timeout (exit 3), not a hang.
+
+    Without `ps`/`pgrep` on PATH (as in slim container images) too: git's remote helper must not outlive it.
+    """
+    if not with_ps:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "git").symlink_to(shutil.which("git") or "git")
+        monkeypatch.setenv("PATH", str(bin_dir))
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/stacks.git"
+        before = {a for a in process_args() if url in a}
         started = time.monotonic()
         err = fail(Settings(source_url=url, source_ref="main", timeout=2), seconds=2)
         elapsed = time.monotonic() - started
+        leftover = {a for a in process_args() if url in a} - before
     assert isinstance(err, RunTimeout), err.render()
     assert err.exit_code == ExitCode.TIMEOUT
-    assert elapsed < 20
+    assert elapsed < 10
+    assert not leftover, f"git processes outlived the deadline: {leftover}"
 
 
 @pytest.mark.parametrize("path", ["../x", "/etc", "stacks/../../x", "links/etc", "links/up"])
@@ -416,6 +439,22 @@ def test_http_bad_or_missing_token(http_remote: Remote, logs: Logs, token: str |
     assert http_remote.server.requests[-1].status == 401
 
 
+def test_url_password_sent_as_header(repos: Repos, logs: Logs) -> None:
+    with serving(repos.root, URL_PASSWORD, username="someone") as srv:
+        shown = srv.url("stacks.git")
+        url = shown.replace("http://", f"http://someone:{URL_PASSWORD}@")
+        with checked_out(Settings(source_url=url, source_ref="main")) as source:
+            assert source.url == shown
+            assert git("config", "remote.origin.url", cwd=source.folder) == shown
+        wrong = shown.replace("http://", "http://someone:not-the-password@")
+        text = _config_error(fail(Settings(source_url=wrong, source_ref="main")))
+    assert text.splitlines()[0] == f"Git refused the credentials for {shown}."
+    assert "not-the-password" not in text
+    for secret in (URL_PASSWORD, "not-the-password"):
+        assert secret not in logs.text
+    assert all(r.authorization for r in srv.requests), srv.requests
+
+
 def test_token_with_a_non_http_url_is_rejected(file_remote: Remote) -> None:
     settings = Settings.model_validate({"source_url": file_remote.url(), "source_token": TOKEN})
     text = _config_error(fail(settings))
@@ -440,9 +479,13 @@ def test_host_without_filter_or_any_sha_support(repos: Repos) -> None:
     """A stricter host (no partial clone, no uploadpack.allowAnySHA1InWant) still serves a SHA, whole."""
     with serving(repos.root, TOKEN, allow_filter=False, allow_any_sha=False) as strict:
         settings = Settings.model_validate(
-            {"source_url": strict.url("stacks.git"), "source_ref": repos.commits["A"], "source_token": TOKEN,
-             "source_path": S3_PATH}
-        )  # fmt: skip
+            {
+                "source_url": strict.url("stacks.git"),
+                "source_ref": repos.commits["A"],
+                "source_token": TOKEN,
+                "source_path": S3_PATH,
+            }
+        )
         with checked_out(settings) as source:
             assert source.commit == repos.commits["A"]
             assert (source.folder / "template.yaml").is_file()
@@ -520,8 +563,19 @@ class ProcessSampler:
 
 
 def _validate_args(url: str, ref: str = "main") -> list[str]:
-    return ["validate", "--source-url", url, "--ref", ref, "--path", S3_PATH, "--var", "bucket=b1",
-            "--log-format", "json"]  # fmt: skip
+    return [
+        "validate",
+        "--source-url",
+        url,
+        "--ref",
+        ref,
+        "--path",
+        S3_PATH,
+        "--var",
+        "bucket=b1",
+        "--log-format",
+        "json",
+    ]
 
 
 def _cli_env(**extra: str) -> dict[str, str]:
@@ -560,8 +614,9 @@ def test_cli_wrong_token(repos: Repos, server: GitServer, tmp_path: Path) -> Non
     url = server.url("stacks.git")
     out = tmp_path / "out"
     out.mkdir()
-    result = run_cli([*_validate_args(url), "--out-dir", str(out)],
-                     _cli_env(IAC_RUNNER_SOURCE_TOKEN=WRONG_TOKEN), cwd=tmp_path)  # fmt: skip
+    result = run_cli(
+        [*_validate_args(url), "--out-dir", str(out)], _cli_env(IAC_RUNNER_SOURCE_TOKEN=WRONG_TOKEN), cwd=tmp_path
+    )
     assert result.returncode == 2, result.log
     error = (out / "error.txt").read_text()
     assert error.splitlines()[0] == f"Git refused the credentials for {url}."
@@ -572,18 +627,28 @@ def test_cli_wrong_token(repos: Repos, server: GitServer, tmp_path: Path) -> Non
     assert not (out / "outputs.json").exists()
 
 
-def test_cli_url_with_password_not_logged(repos: Repos, tmp_path: Path) -> None:
-    with serving(repos.root, URL_PASSWORD, username="someone") as srv:
+def test_cli_url_with_password_never_exposed(repos: Repos, tmp_path: Path) -> None:
+    """A password embedded in the URL is treated like the token: not in a log, an argv or the repo's config."""
+    with serving(repos.root, URL_PASSWORD, username="someone", snapshot_processes=True) as srv:
         url = f"http://someone:{URL_PASSWORD}@127.0.0.1:{srv.port}/stacks.git"
-        result = run_cli(_validate_args(url), _cli_env(), cwd=tmp_path)
-        failed = run_cli(_validate_args(url, ref="no-such-ref"), _cli_env(), cwd=tmp_path)
+        shown = f"http://127.0.0.1:{srv.port}/stacks.git"
+        args = [a for a in _validate_args("-", ref="main") if a not in ("--source-url", "-")]
+        env = _cli_env(IAC_RUNNER_SOURCE_URL=url)  # in the env, so that the runner's own argv is clean too
+        result = run_cli(args, env, cwd=tmp_path)
+        failed = run_cli([*args, "--ref", "no-such-ref"], env, cwd=tmp_path)
     result.assert_ok()
     assert failed.returncode == 2
+    assert f"The ref 'no-such-ref' does not exist in {shown}." in failed.log
     for run in (result, failed):
         assert URL_PASSWORD not in run.log
-        assert f"http://127.0.0.1:{srv.port}/stacks.git" in run.log
+        assert shown in run.log
         assert "carries a password" in run.log
-    assert all(r.authorized for r in srv.requests)
+    assert srv.requests and all(r.authorized and r.username == "someone" for r in srv.requests), srv.requests
+    git_argv = [a for snap in srv.process_snapshots for a in snap if "git" in a and str(srv.port) in a]
+    assert git_argv, "the snapshots caught no git process talking to the server"
+    for snap in srv.process_snapshots:
+        for argv in snap:
+            assert URL_PASSWORD not in argv, argv
 
 
 def test_cli_unknown_ref_and_unreachable(repos: Repos, tmp_path: Path) -> None:
@@ -602,6 +667,14 @@ def test_cli_subpath_escape(repos: Repos, tmp_path: Path) -> None:
     result = run_cli(args, _cli_env(), cwd=tmp_path)
     assert result.returncode == 2
     assert "leaves the repository" in result.log
+
+
+def test_cli_without_git_on_path(repos: Repos, tmp_path: Path) -> None:
+    env = _cli_env(PATH=str(tmp_path / "empty-bin"))
+    result = run_cli(_validate_args(repos.file_url()), env, cwd=tmp_path)
+    assert result.returncode == 1, result.log
+    assert "The git executable was not found" in result.log
+    assert "Internal error" not in result.log and "Traceback" not in result.log
 
 
 S3_INPUTS = {"bucket": "source-test-bucket", "environment": "development", "versioning": True}
@@ -630,28 +703,28 @@ def test_container_create_and_destroy_from_http_source(
     assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
 
 
-@pytest.mark.parametrize(
-    ("env", "first_line"),
-    [
-        ({"IAC_RUNNER_SOURCE_TOKEN": WRONG_TOKEN}, "Git refused the credentials for {url}."),
-        ({"IAC_RUNNER_SOURCE_TOKEN": TOKEN, "IAC_RUNNER_SOURCE_REF": "nope"},
-         "The ref 'nope' does not exist in {url}."),
-        ({"IAC_RUNNER_SOURCE_TOKEN": TOKEN, "IAC_RUNNER_SOURCE_PATH": "../../etc"},
-         "The stack path '../../etc' leaves the repository."),
-    ],
-)  # fmt: skip
-def test_container_source_errors(
-    container: Container, server: GitServer, env: dict[str, str], first_line: str
-) -> None:
+CONTAINER_SOURCE_ERRORS = [
+    ({"IAC_RUNNER_SOURCE_TOKEN": WRONG_TOKEN}, "Git refused the credentials for {url}."),
+    ({"IAC_RUNNER_SOURCE_TOKEN": TOKEN, "IAC_RUNNER_SOURCE_REF": "nope"}, "The ref 'nope' does not exist in {url}."),
+    (
+        {"IAC_RUNNER_SOURCE_TOKEN": TOKEN, "IAC_RUNNER_SOURCE_PATH": "../../etc"},
+        "The stack path '../../etc' leaves the repository.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "first_line"), CONTAINER_SOURCE_ERRORS)
+def test_container_source_errors(container: Container, server: GitServer, env: dict[str, str], first_line: str) -> None:
     url = server.url("stacks.git")
     result = container.run(
-        "create", S3_INPUTS, secrets={"apiToken": SENTINEL},
+        "create",
+        S3_INPUTS,
+        secrets={"apiToken": SENTINEL},
         env={"IAC_RUNNER_SOURCE_URL": url, "IAC_RUNNER_SOURCE_PATH": S3_PATH, **env},
-    )  # fmt: skip
+    )
     assert result.returncode == 2, result.log
     assert result.error.splitlines()[0] == first_line.format(url=url)
     assert "Traceback" not in result.log + result.error
     for secret in (TOKEN, WRONG_TOKEN):
         assert secret not in result.log and secret not in result.error
     assert not result.files["values"].exists() and not result.files["secrets"].exists()
-
