@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint unit integration contract bench tools clean
 
-setup: $(STAMP)
+setup: $(STAMP) tools
 
 # Reinstalled only when the package definition changes; `make setup` is quick when done.
 $(STAMP): pyproject.toml
@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
+
+# The engines: built from their Go modules into a per-user cache when not on PATH (see tools/README.md);
+# quick when done.
+tools:
+	tools/install-engines.sh tofu
+	tools/install-engines.sh providers
 
 demo: setup
 	$(BIN)/iac-runner demo

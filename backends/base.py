@@ -32,6 +32,10 @@ class StackContext:
     work_dir: Path
     state_url: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds to wait for a state lock held by another run.
+    lock_timeout: int = 60
+    #: The engine executable when not the backend's default (e.g. `terraform` for the opentofu backend).
+    engine_binary: str | None = None
 
     @property
     def all_inputs(self) -> dict[str, Any]:
@@ -60,21 +64,26 @@ class ChangeSummary:
 @runtime_checkable
 class Backend(Protocol):
     name: str
-    #: True when the engine keeps state the runner must store (IAC_RUNNER_STATE_URL is then required in
-    #: container mode); CloudFormation keeps its state in AWS.
-    stateful: bool
 
     def detect(self, folder: Path) -> str | None:
         """The file that marks `folder` as this backend's stack, or None."""
 
+    def needs_state(self, folder: Path) -> bool:
+        """Whether the runner must give this stack a place for its state (IAC_RUNNER_STATE_URL, required in
+        container mode): false for engines that keep it themselves (CloudFormation) and for stacks that
+        declare their own state backend."""
+
     def engine_version(self) -> str:
         """The engine version this backend would use; raises EngineUnavailable with the reason."""
 
-    def validate(self, ctx: StackContext) -> None: ...
+    def validate(self, ctx: StackContext) -> None:
+        """Check the stack and its inputs without changing anything (and without touching state)."""
 
-    def plan(self, ctx: StackContext) -> ChangeSummary: ...
+    def plan(self, ctx: StackContext) -> ChangeSummary:
+        """Validate, then preview the changes an apply would make."""
 
-    def apply(self, ctx: StackContext) -> list[Output]: ...
+    def apply(self, ctx: StackContext) -> list[Output]:
+        """Validate, then create or update the stack (idempotent) and return its outputs."""
 
     def destroy(self, ctx: StackContext) -> None: ...
 

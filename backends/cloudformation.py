@@ -260,11 +260,13 @@ class _Events:
 
 class CloudFormationBackend:
     name = "cloudformation"
-    stateful = False
 
     def detect(self, folder: Path) -> str | None:
         path = find_template(folder, None)
         return path.name if path else None
+
+    def needs_state(self, folder: Path) -> bool:
+        return False  # the stack itself, in AWS, is the state
 
     def engine_version(self) -> str:
         try:
@@ -280,8 +282,13 @@ class CloudFormationBackend:
     # -- verbs -------------------------------------------------------------------------------------------
 
     def validate(self, ctx: StackContext) -> None:
+        self._validated(ctx)
+
+    def _validated(self, ctx: StackContext) -> Template:
+        """The template, once cfn-lint and the inputs have passed: before anything reaches AWS."""
         from cfnlint.api import lint
 
+        log.step("validating the template (cfn-lint) and the inputs")
         template = load_template(ctx)
         matches = lint(template.body, regions=[_region() or "us-east-1"])
         for match in (m for m in matches if m.rule.id.startswith("W")):
@@ -298,10 +305,11 @@ class CloudFormationBackend:
                 fix="Correct the name in secret_outputs.",
             )
         log.info(f"{template.path.name} is valid ({len(template.data.get('Resources', {}))} resources)")
+        return template
 
     def plan(self, ctx: StackContext) -> ChangeSummary:
+        template = self._validated(ctx)
         cfn, name = _client(), self.stack_name(ctx)
-        template = load_template(ctx)
         stack = self._settled_stack(cfn, ctx, name)
         if stack and stack["StackStatus"] in FAILED_CREATE:
             # apply deletes this stack and creates it again: every resource of the template is added.
@@ -327,8 +335,8 @@ class CloudFormationBackend:
         return summary
 
     def apply(self, ctx: StackContext) -> list[Output]:
+        template = self._validated(ctx)
         cfn, name = _client(), self.stack_name(ctx)
-        template = load_template(ctx)
         stack = self._settled_stack(cfn, ctx, name)
         if stack and stack["StackStatus"] in FAILED_CREATE:
             log.warning(

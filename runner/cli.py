@@ -162,6 +162,8 @@ def _demo(args: argparse.Namespace, sink: _ErrorSink) -> int:
 # -- parser --------------------------------------------------------------------------------------------
 
 _SETTING_FLAGS = (
+    "lock_timeout",
+    "tofu_binary",
     "backend",
     "source_url",
     "source_ref",
@@ -245,6 +247,12 @@ def _local_flags(cmd: argparse.ArgumentParser) -> None:
         help="a secret input; repeatable (prefer IAC_RUNNER_SECRET_<NAME>: argv is visible in ps)",
     )
     cmd.add_argument("--timeout", type=int, help="overall seconds for the run (default 3600)")
+    cmd.add_argument(
+        "--lock-timeout", type=int, help="seconds to wait for a state lock held by another run (default 60)"
+    )
+    cmd.add_argument(
+        "--engine-binary", dest="tofu_binary", help="opentofu backend: the binary to run, tofu or terraform"
+    )
     cmd.add_argument(
         "--out-dir", help="write outputs.json, secret-outputs.json and error.txt here, as the driver would"
     )

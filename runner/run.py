@@ -34,7 +34,7 @@ class RunRequest:
     inputs: Mapping[str, Any] = field(default_factory=dict)
     secret_inputs: Mapping[str, Any] = field(default_factory=dict)
     output_files: OutputFiles | None = None
-    #: Container mode: the state of a stateful engine must be given (it would die with the Job).
+    #: Container mode: a stack's state must be given a home outside the Job (it would die with it).
     container: bool = False
 
 
@@ -65,7 +65,9 @@ def execute(request: RunRequest) -> RunResult:
             stack_file=stack_file,
             deadline=deadline,
             work_dir=_work_root(request) / sanitize(stack_name, allowed="a-zA-Z0-9_.-", max_length=100),
-            state_url=_state_url(settings, backend, request.container),
+            state_url=_state_url(settings, backend, source.folder, request.container),
+            lock_timeout=settings.lock_timeout,
+            engine_binary=settings.tofu_binary,
             env=dict(os.environ),
         )
         log.step(
@@ -94,15 +96,13 @@ def _act(action: Action, backend: Backend, ctx: StackContext) -> _Acted:
         return _Acted()
     if action == "outputs":
         return _Acted(outputs=backend.outputs(ctx))
-    log.step("validating")
-    backend.validate(ctx)
     if action == "plan":
-        log.step("planning")
         summary = backend.plan(ctx)
         log.info(f"plan: {summary}")
         return _Acted(plan=summary)
     if action == "apply":
         return _Acted(outputs=backend.apply(ctx))
+    backend.validate(ctx)
     return _Acted()
 
 
@@ -120,8 +120,8 @@ def _default_stack_name(settings: Settings, source: Source) -> str:
     return source.folder.name
 
 
-def _state_url(settings: Settings, backend: Backend, container: bool) -> str | None:
-    if settings.state_url or not backend.stateful:
+def _state_url(settings: Settings, backend: Backend, folder: Path, container: bool) -> str | None:
+    if settings.state_url or not backend.needs_state(folder):
         return settings.state_url
     if container:
         raise ConfigError(

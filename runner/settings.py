@@ -47,6 +47,8 @@ class Settings(BaseModel):
     stack_name: str | None = None
     state_url: str | None = None
     timeout: int = Field(default=DEFAULT_TIMEOUT, gt=0)
+    lock_timeout: int = Field(default=60, ge=0)
+    tofu_binary: str | None = None
     log_format: Literal["text", "json"] = "text"
 
     @field_validator("backend", "source_url", "source_ref", "source_path", "stack_name", "state_url")

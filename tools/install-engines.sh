@@ -158,13 +158,13 @@ require_go() {
 
 # go_module_dir MODULE VERSION -> prints the module's directory in GOMODCACHE
 go_module_dir() {
-    local json dir
-    json=$(cd "$BUILD_TMP" && GOWORK=off "$GO_BIN" mod download -json "$1@$2" 2>>"$LOG_FILE") || {
-        printf '%s\n' "$json" >>"$LOG_FILE"
+    local json=$BUILD_TMP/download.json dir
+    if ! (cd "$BUILD_TMP" && GOWORK=off "$GO_BIN" mod download -json "$1@$2") >"$json" 2>>"$LOG_FILE"; then
+        cat "$json" >>"$LOG_FILE"
         return 1
-    }
-    printf '%s\n' "$json" >>"$LOG_FILE"
-    dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' | head -n 1)
+    fi
+    cat "$json" >>"$LOG_FILE"
+    dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' "$json" | head -n 1)
     [[ -n $dir && -f $dir/go.mod ]] || {
         printf 'go mod download %s@%s gave no module directory\n' "$1" "$2" >>"$LOG_FILE"
         return 1
@@ -316,7 +316,9 @@ summary() { printf '%s\n' "$*" >>"$SUMMARY_FILE"; }
 # tofu
 
 tofu_version_of() { # prints e.g. 1.12.6 (no "v") or nothing
-    timeout 30 "$1" version 2>/dev/null | sed -n '1s/^OpenTofu v\([0-9][^ ]*\).*/\1/p' || true
+    # (any line: a warning about a missing CLI config file may come first)
+    TF_CLI_CONFIG_FILE=/dev/null timeout 30 "$1" version 2>/dev/null |
+        sed -n 's/^OpenTofu v\([0-9][^ ]*\).*/\1/p' | head -n 1 || true
 }
 
 install_tofu() {
@@ -558,7 +560,8 @@ write_tfrc() { # write_tfrc NS/TYPE...
 # pulumi
 
 pulumi_version_of() { # prints e.g. 3.272.0 (no "v") or nothing
-    PULUMI_SKIP_UPDATE_CHECK=1 timeout 30 "$1" version 2>/dev/null | sed -n '1s/^v\([0-9][^ ]*\).*/\1/p' || true
+    PULUMI_SKIP_UPDATE_CHECK=1 timeout 30 "$1" version 2>/dev/null |
+        sed -n 's/^v\([0-9][^ ]*\)$/\1/p' | head -n 1 || true
 }
 
 install_pulumi() {
@@ -566,6 +569,8 @@ install_pulumi() {
     local dest=$CACHE_ROOT/pulumi-$ver
     local stamp="github.com/pulumi/pulumi/pkg/v3@v$ver language-python@v$lver"
     local files=(pulumi pulumi-language-python pulumi-resource-pulumi-python)
+    # PULUMI_LANGUAGE_PYTHON_VERSION=none: CLI + shim only (enough for inline programs)
+    [[ $lver == none ]] && files=(pulumi pulumi-resource-pulumi-python)
     [[ -n $ver ]] || die "PULUMI_VERSION is empty in tools/versions.env."
 
     if [[ $FORCE_BUILD != 1 ]]; then
@@ -584,15 +589,17 @@ install_pulumi() {
     if [[ $REBUILD != 1 ]] && cache_ok "$dest" "$stamp" "${files[@]}"; then
         log "pulumi: cached build $dest"
     else
-        build_pulumi "$ver" "$lver" "$dest" "$stamp"
+        build_pulumi "$ver" "$lver" "$dest" "$stamp" "${files[@]}"
     fi
     local f
     for f in "${files[@]}"; do link "$dest/$f" "$BIN_DIR/$f"; done
-    summary "pulumi     $BIN_DIR/pulumi -> $dest/pulumi  ($(PULUMI_SKIP_UPDATE_CHECK=1 "$BIN_DIR/pulumi" version 2>/dev/null | head -n 1); + pulumi-language-python, pulumi-resource-pulumi-python)"
+    [[ $lver == none ]] && rm -f -- "$BIN_DIR/pulumi-language-python"
+    summary "pulumi     $BIN_DIR/pulumi -> $dest/pulumi  (v$(pulumi_version_of "$BIN_DIR/pulumi"); with ${files[*]:1})"
 }
 
 build_pulumi() {
     local ver=$1 lver=$2 dest=$3 stamp=$4 t0 pkgsrc sdksrc langsrc gover
+    shift 4 # the remaining arguments: the files the build must produce
     local pkg=github.com/pulumi/pulumi/pkg/v3 sdk=github.com/pulumi/pulumi/sdk/v3
     local lang=github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
     local alt="put a pulumi >= $PULUMI_MIN_VERSION CLI (with its language hosts) on PATH, e.g. from https://www.pulumi.com/docs/install/ where release downloads work"
@@ -600,16 +607,18 @@ build_pulumi() {
     t0=$(now)
     log "pulumi: building pulumi v$ver from Go module $pkg (cold: several minutes)"
     begin_build "pulumi-$ver"
-    if [[ $REBUILD != 1 ]] && cache_ok "$dest" "$stamp" pulumi pulumi-language-python pulumi-resource-pulumi-python; then
+    if [[ $REBUILD != 1 ]] && cache_ok "$dest" "$stamp" "$@"; then
         log "pulumi: built meanwhile by another run"
         return 0
     fi
     require_go "pulumi" "1.22" "$alt"
 
+    local proxy
+    proxy=$(go_env GOPROXY)
     step "pulumi: download $sdk@v$ver" "check that the Go module proxy ($(go_env GOPROXY)) serves $sdk@v$ver, or $alt."
     sdksrc=$(go_module_dir "$sdk" "v$ver")
     step_done
-    step "pulumi: download $pkg@v$ver" "the Go module proxy ($(go_env GOPROXY)) must serve $pkg@v$ver (check: curl -sI \$GOPROXY/$pkg/@v/v$ver.info); use a GOPROXY that does, or $alt."
+    step "pulumi: download $pkg@v$ver" "the Go module proxy must serve $pkg@v$ver (check: curl -sI ${proxy%%[,|]*}/$pkg/@v/v$ver.info); use a GOPROXY that does, or $alt."
     pkgsrc=$(go_module_dir "$pkg" "v$ver")
     step_done
     gover=$(go_directive "$pkgsrc/go.mod")
@@ -627,18 +636,22 @@ build_pulumi() {
     go_build_in "$w" "$BUILD_TMP/out/pulumi" "$pkg/cmd/pulumi" "$ldflags"
     step_done
 
-    step "pulumi: download $lang@v$lver" "the Go module proxy must serve $lang@v$lver (set PULUMI_LANGUAGE_PYTHON_VERSION to a version it has), or $alt."
-    langsrc=$(go_module_dir "$lang" "v$lver")
-    step_done
-    step "pulumi: resolve + compile pulumi-language-python" "see the log, or $alt."
-    local lw=$BUILD_TMP/wrapper-lang
-    upstream_directives "$langsrc/go.mod" >"$BUILD_TMP/directives-lang"
-    write_wrapper "$lw" pulumi-language-python "$(go_directive "$langsrc/go.mod")" "$BUILD_TMP/directives-lang" \
-        "$lang@v$lver" "$pkg@v$ver" "$sdk@v$ver"
-    go_resolve_in "$lw" "$lang@v$lver" "$pkg@v$ver" "$sdk@v$ver"
-    go_build_in "$lw" "$BUILD_TMP/out/pulumi-language-python" "$lang" "$ldflags"
-    cp "$lw/go.mod" "$BUILD_TMP/out/build-language-python.go.mod"
-    step_done
+    if [[ $lver == none ]]; then
+        log "pulumi: PULUMI_LANGUAGE_PYTHON_VERSION=none: not building pulumi-language-python (only inline programs will run)"
+    else
+        step "pulumi: download $lang@v$lver" "the Go module proxy must serve $lang@v$lver (set PULUMI_LANGUAGE_PYTHON_VERSION to a version it has), or $alt."
+        langsrc=$(go_module_dir "$lang" "v$lver")
+        step_done
+        step "pulumi: resolve + compile pulumi-language-python" "see the log, or $alt."
+        local lw=$BUILD_TMP/wrapper-lang
+        upstream_directives "$langsrc/go.mod" >"$BUILD_TMP/directives-lang"
+        write_wrapper "$lw" pulumi-language-python "$(go_directive "$langsrc/go.mod")" "$BUILD_TMP/directives-lang" \
+            "$lang@v$lver" "$pkg@v$ver" "$sdk@v$ver"
+        go_resolve_in "$lw" "$lang@v$lver" "$pkg@v$ver" "$sdk@v$ver"
+        go_build_in "$lw" "$BUILD_TMP/out/pulumi-language-python" "$lang" "$ldflags"
+        cp "$lw/go.mod" "$BUILD_TMP/out/build-language-python.go.mod"
+        step_done
+    fi
 
     step "pulumi: dynamic provider shim pulumi-resource-pulumi-python" ""
     # upstream ships it as sdk/python/dist/pulumi-resource-pulumi-python (in the sdk/v3 module)
@@ -680,17 +693,25 @@ main() {
     esac
     load_versions
     mkdir -p "$CACHE_ROOT" "$BIN_DIR"
+    # .tools/ holds only generated links and config: keep it out of git
+    [[ -f $DOT_TOOLS/.gitignore ]] || printf '# generated by tools/install-engines.sh\n*\n' >"$DOT_TOOLS/.gitignore"
     SUMMARY_FILE=$(mktemp)
     ERR_FLAG=$(mktemp)
-    local t0 failed=() engine
+    local t0 failed=() engine rc
     t0=$(now)
     for engine in "$@"; do
         : >"$ERR_FLAG"
-        # each engine in a subshell: one failing engine does not stop the others
-        if ! (
+        # Each engine in a subshell, so one failing engine does not stop the
+        # others. Not as an `if` condition: that would switch off set -e inside.
+        set +e
+        (
+            set -e
             trap 'on_error $? $LINENO' ERR
             "install_$engine"
-        ); then
+        )
+        rc=$?
+        set -e
+        if ((rc != 0)); then
             failed+=("$engine")
             summary "${engine}$(printf '%*s' $((11 - ${#engine})) '')FAILED (see the message above)"
         fi

@@ -20,7 +20,7 @@ from pathlib import Path
 
 class TofuLike:
     name = "tofulike"
-    stateful = True
+    def needs_state(self, folder): return True
     def detect(self, folder):
         found = sorted(p.name for p in Path(folder).glob("*.tf"))
         return found[0] if found else None
