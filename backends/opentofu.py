@@ -135,6 +135,7 @@ class OpenTofuBackend:
         binary = _find_binary(None)
         done = process.run(
             [binary, "version", "-json"],
+            env=_cli_config(dict(os.environ)),
             engine="tofu",
             deadline=process.Deadline(30),
             on_stdout=lambda line: None,
@@ -223,10 +224,7 @@ class _Tofu:
         )
         env.setdefault("TF_PLUGIN_CACHE_DIR", str(_plugin_cache()))
         Path(env["TF_PLUGIN_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
-        configured = env.get("TF_CLI_CONFIG_FILE")
-        if (not configured or not Path(configured).is_file()) and (TOOLS / "tofu.tfrc").is_file():
-            # The offline provider mirror `make tools` lays out.
-            env["TF_CLI_CONFIG_FILE"] = str(TOOLS / "tofu.tfrc")
+        _cli_config(env)
         for name, value in self.ctx.secret_inputs.items():
             # Secrets reach the engine only through its environment, never a file on disk.
             env[f"TF_VAR_{name}"] = value if isinstance(value, str) else json.dumps(value)
@@ -420,6 +418,14 @@ def _find_binary_or_fail(configured: str | None) -> str:
         return _find_binary(configured)
     except EngineUnavailable as exc:
         raise ConfigError(f"The OpenTofu engine is not available: {exc}.", fix="See `iac-runner backends`.") from None
+
+
+def _cli_config(env: dict[str, str]) -> dict[str, str]:
+    """Use the offline provider mirror `make tools` lays out unless the user's own CLI config exists."""
+    configured = env.get("TF_CLI_CONFIG_FILE")
+    if (not configured or not Path(configured).is_file()) and (TOOLS / "tofu.tfrc").is_file():
+        env["TF_CLI_CONFIG_FILE"] = str(TOOLS / "tofu.tfrc")
+    return env
 
 
 def _plugin_cache() -> Path:

@@ -1,15 +1,18 @@
 """`make bench`: the runner against the bare engine, measured side by side in one run.
 
 - `iac-runner --help`: median wall time (target <= 150 ms) and which heavy modules it imported (none allowed).
-- apply of an unchanged CloudFormation stack on moto: the runner (CLI, as a user runs it) against a bare
-  boto3 script making the same API calls; difference in seconds and ratio.
-- the runner's peak memory (max RSS) during that apply (target <= 200 MB).
+- cloudformation: apply of an unchanged stack on moto, the runner (CLI, as a user runs it) against a bare boto3
+  script making the same API calls; the runner's peak memory during that apply (target <= 200 MB).
+- opentofu: apply of an unchanged stack, the runner against the bare `tofu init && tofu apply -auto-approve &&
+  tofu output -json` on a copy of the same stack (fixed overhead target <= 0.3 s offline, ratio <= 1.05 with a
+  real provider), and `tofu init` with a cold and a warm shared plugin cache.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -18,18 +21,20 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from runner.emulator import running
+from runner.emulator import Emulator, running
 
 ROOT = Path(__file__).resolve().parent.parent
-STACK = ROOT / "stacks" / "s3-bucket" / "cloudformation"
-INPUTS = {"bucket": "bench-bucket", "environment": "bench", "versioning": True}
-SECRET = "bench-token-value"
+STACKS = ROOT / "stacks"
+TOOLS = ROOT / ".tools"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 HEAVY = ("boto3", "botocore", "pulumi", "cfnlint", "git", "pydantic", "rich")
+CLI = [sys.executable, "-m", "runner.cli"]
+
+Rows = list[tuple[str, str]]
 
 # The same calls the runner makes for an unchanged stack: read it, ask for a change set, read the stack's
 # outputs. Run as its own process, like the runner, so interpreter start and imports count on both sides.
-BARE_SCRIPT = """
+BARE_CFN = """
 import json, sys, uuid
 import boto3
 from botocore.exceptions import ClientError
@@ -45,18 +50,20 @@ except ClientError as exc:
 outputs = cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]
 json.dump({o["OutputKey"]: o["OutputValue"] for o in outputs}, sys.stdout)
 """
+BARE_TOFU = (
+    "{tofu} init -input=false >/dev/null && {tofu} apply -auto-approve -input=false >/dev/null && {tofu} output -json"
+)
 
 
-def timed(argv: list[str], env: Mapping[str, str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one process."""
+def timed(argv: list[str], env: Mapping[str, str], cwd: Path | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of one process (and its waited-for children)."""
     started = time.perf_counter()
-    child = subprocess.Popen(argv, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(argv, env=dict(env), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(
-            f"benchmark command failed: {' '.join(argv)}\n{child.stderr.read().decode() if child.stderr else ''}"
-        )
+        error = child.stderr.read().decode() if child.stderr else ""
+        raise SystemExit(f"benchmark command failed: {' '.join(argv)}\n{error}")
     return elapsed, usage.ru_maxrss
 
 
@@ -65,49 +72,135 @@ def median_of(run: Callable[[], tuple[float, int]]) -> tuple[float, int]:
     return statistics.median(s[0] for s in samples), max(s[1] for s in samples)
 
 
-def help_imports(env: Mapping[str, str]) -> list[str]:
+def side_by_side(rows: Rows, label: str, runner: float, bare: float) -> None:
+    rows.append((f"{label}: iac-runner / bare, median", f"{runner:.2f} s / {bare:.2f} s"))
+    rows.append((f"{label}: difference / ratio", f"+{runner - bare:.2f} s / {runner / bare:.2f}x"))
+
+
+def bench_help(rows: Rows, env: Mapping[str, str]) -> None:
+    help_time, _ = median_of(lambda: timed([*CLI, "--help"], env))
     code = (
         "import sys\nfrom runner.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         f"print('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=dict(env), capture_output=True, text=True, check=True)
     line = next(line for line in out.stdout.splitlines() if line.startswith("HEAVY:"))
-    return [m for m in line.removeprefix("HEAVY:").split(",") if m]
+    rows.append(("iac-runner --help, median", f"{help_time * 1000:.0f} ms (target <= 150 ms)"))
+    rows.append(("heavy modules imported by --help", line.removeprefix("HEAVY:") or "none"))
+
+
+def bench_cloudformation(rows: Rows, env: Mapping[str, str], cloud: Emulator, tmp: Path) -> None:
+    stack = STACKS / "s3-bucket" / "cloudformation"
+    inputs = {**json.loads((STACKS / "s3-bucket" / "inputs.json").read_text()), "bucket": "bench-cfn"}
+    secrets = json.loads((STACKS / "s3-bucket" / "secret-inputs.json").read_text())
+    inputs_file = tmp / "cfn-inputs.json"
+    inputs_file.write_text(json.dumps(inputs))
+    aws = {**env, **cloud.env()}
+    runner_env = {**aws, **{f"IAC_RUNNER_SECRET_{k}": v for k, v in secrets.items()}}
+    apply = [*CLI, "apply", str(stack), "--inputs", str(inputs_file), "--stack-name", "bench", "--out-dir", str(tmp)]
+    timed(apply, runner_env)  # create the stack; what is measured is the unchanged re-apply
+    params = [
+        {"ParameterKey": k, "ParameterValue": str(v).lower() if isinstance(v, bool) else str(v)}
+        for k, v in {**inputs, **secrets}.items()
+    ]
+    bare = [sys.executable, "-c", BARE_CFN, "bench", str(stack / "template.yaml"), json.dumps(params)]
+    runner_time, runner_rss = median_of(lambda: timed(apply, runner_env))
+    bare_time, bare_rss = median_of(lambda: timed(bare, aws))
+    validate = [*CLI, "validate", str(stack), "--inputs", str(inputs_file)]
+    lint_time, _ = median_of(lambda: timed(validate, runner_env))
+    side_by_side(rows, "cloudformation apply, unchanged", runner_time, bare_time)
+    rows.append(("  of which validation (iac-runner validate)", f"{lint_time:.2f} s"))
+    rows.append(
+        ("peak memory during apply: iac-runner / bare", f"{runner_rss / 1024:.0f} MB / {bare_rss / 1024:.0f} MB")
+    )
+
+
+def bench_opentofu(rows: Rows, env: Mapping[str, str], cloud: Emulator, tmp: Path) -> None:
+    tofu = shutil.which("tofu") or str(TOOLS / "bin" / "tofu")
+    if not Path(tofu).exists():
+        rows.append(("opentofu", "tofu not found: run `make tools`"))
+        return
+    base = {
+        **env,
+        **cloud.env(),
+        "TF_IN_AUTOMATION": "1",
+        "CHECKPOINT_DISABLE": "1",
+        "TF_PLUGIN_CACHE_DIR": str(tmp / "plugin-cache"),
+    }
+    if (TOOLS / "tofu.tfrc").is_file() and not Path(base.get("TF_CLI_CONFIG_FILE", "/nonexistent")).is_file():
+        base["TF_CLI_CONFIG_FILE"] = str(TOOLS / "tofu.tfrc")
+    Path(base["TF_PLUGIN_CACHE_DIR"]).mkdir()
+    families = [("random-password", "offline stack (random, terraform_data)")]
+    if (STACKS / "s3-bucket" / "opentofu").is_dir():
+        families.append(("s3-bucket", "real provider stack (hashicorp/aws on moto)"))
+    for family, label in families:
+        stack = STACKS / family / "opentofu"
+        inputs = json.loads((STACKS / family / "inputs.json").read_text())
+        secrets = json.loads((STACKS / family / "secret-inputs.json").read_text())
+        inputs_file = tmp / f"{family}-inputs.json"
+        inputs_file.write_text(json.dumps(_unique(inputs, "runner")))
+        # The bare engine on a copy of the stack: tfvars for the inputs, TF_VAR_* for the secrets.
+        bare_dir = tmp / f"{family}-bare"
+        shutil.copytree(stack, bare_dir, ignore=shutil.ignore_patterns(".terraform*"))
+        (bare_dir / "terraform.tfvars.json").write_text(json.dumps(_unique(inputs, "bare")))
+        bare_env = {
+            **base,
+            "TF_DATA_DIR": str(tmp / f"{family}-bare-data"),
+            **{f"TF_VAR_{k}": v for k, v in secrets.items()},
+        }
+        bare = ["sh", "-c", BARE_TOFU.format(tofu=tofu)]
+        runner_env = {**base, **{f"IAC_RUNNER_SECRET_{k}": v for k, v in secrets.items()}}
+        state = (tmp / f"{family}-state").as_uri()
+        apply = [
+            *CLI,
+            "apply",
+            str(stack),
+            "--inputs",
+            str(inputs_file),
+            "--stack-name",
+            f"bench-{family}",
+            "--state-url",
+            state,
+            "--out-dir",
+            str(tmp),
+        ]
+        timed(bare, bare_env, cwd=bare_dir)
+        timed(apply, runner_env)
+        runner_time, _ = median_of(lambda: timed(apply, runner_env))  # noqa: B023 - called right here
+        bare_time, _ = median_of(lambda: timed(bare, bare_env, cwd=bare_dir))  # noqa: B023
+        side_by_side(rows, f"opentofu apply, unchanged, {label}", runner_time, bare_time)
+        cold, warm = _init_cold_warm(tofu, bare_dir, base, tmp / f"{family}-init")
+        rows.append((f"opentofu init, {family}: cold / warm plugin cache", f"{cold:.2f} s / {warm:.2f} s"))
+
+
+def _unique(inputs: Mapping[str, object], side: str) -> dict[str, object]:
+    """The inputs with globally named things (an S3 bucket) made distinct per side, so both can exist."""
+    return {**inputs, **({"bucket": f"bench-{side}"} if "bucket" in inputs else {})}
+
+
+def _init_cold_warm(tofu: str, stack: Path, base: Mapping[str, str], tmp: Path) -> tuple[float, float]:
+    """`tofu init` into a fresh data dir, first with an empty plugin cache, then with the one it filled."""
+    cache = tmp / "cache"
+    cache.mkdir(parents=True)
+
+    def init(n: int) -> tuple[float, int]:
+        env = {**base, "TF_PLUGIN_CACHE_DIR": str(cache), "TF_DATA_DIR": str(tmp / f"data-{n}-{time.monotonic_ns()}")}
+        return timed([tofu, "init", "-input=false", "-backend=false"], env, cwd=stack)
+
+    cold, _ = init(0)
+    warm, _ = median_of(lambda: init(1))
+    return cold, warm
 
 
 def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IAC_RUNNER_", "AWS_"))}
-    cli = [sys.executable, "-m", "runner.cli"]
-    rows: list[tuple[str, str]] = []
-
-    help_time, _ = median_of(lambda: timed([*cli, "--help"], env))
-    imported = help_imports(env)
-    rows.append(("iac-runner --help, median", f"{help_time * 1000:.0f} ms (target <= 150 ms)"))
-    rows.append(("heavy modules imported by --help", ", ".join(imported) or "none"))
-
+    rows: Rows = []
+    bench_help(rows, env)
     with running() as cloud, tempfile.TemporaryDirectory() as tmp:
-        aws = {**env, **cloud.env()}
-        inputs = Path(tmp) / "inputs.json"
-        inputs.write_text(json.dumps(INPUTS))
-        runner_env = {**aws, "IAC_RUNNER_SECRET_apiToken": SECRET}
-        apply = [*cli, "apply", str(STACK), "--inputs", str(inputs), "--stack-name", "bench", "--out-dir", tmp]
-        timed(apply, runner_env)  # create the stack; the benchmark measures the unchanged re-apply
-        params = [{"ParameterKey": k, "ParameterValue": str(v).lower() if isinstance(v, bool) else str(v)}
-                  for k, v in {**INPUTS, "apiToken": SECRET}.items()]  # fmt: skip
-        bare = [sys.executable, "-c", BARE_SCRIPT, "bench", str(STACK / "template.yaml"), json.dumps(params)]
-        runner_time, runner_rss = median_of(lambda: timed(apply, runner_env))
-        bare_time, bare_rss = median_of(lambda: timed(bare, aws))
-        lint_time, _ = median_of(lambda: timed([*cli, "validate", str(STACK), "--inputs", str(inputs)], runner_env))
-
-    rows.append(("apply unchanged CFN stack: iac-runner, median", f"{runner_time:.2f} s"))
-    rows.append(("apply unchanged CFN stack: bare boto3, median", f"{bare_time:.2f} s"))
-    rows.append(("difference / ratio", f"+{runner_time - bare_time:.2f} s / {runner_time / bare_time:.2f}x"))
-    rows.append(("  of which validation (iac-runner validate)", f"{lint_time:.2f} s"))
-    rows.append(("peak memory during apply: iac-runner", f"{runner_rss / 1024:.0f} MB (target <= 200 MB)"))
-    rows.append(("peak memory: bare boto3 script", f"{bare_rss / 1024:.0f} MB"))
-
+        bench_cloudformation(rows, env, cloud, Path(tmp))
+        bench_opentofu(rows, env, cloud, Path(tmp))
     width = max(len(k) for k, _ in rows)
-    print(f"iac-runner benchmarks ({ROUNDS} rounds each, moto on loopback)")
+    print(f"iac-runner benchmarks ({ROUNDS} rounds each, medians; moto on loopback)")
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
     return 0
