@@ -159,11 +159,13 @@ class OpenTofuBackend:
     def plan(self, ctx: StackContext) -> ChangeSummary:
         with _Tofu(ctx) as tofu:
             tofu.init()
+            tofu.check_inputs(required=False)
             return tofu.plan(save=False).summary
 
     def apply(self, ctx: StackContext) -> list[Output]:
         with _Tofu(ctx) as tofu:
             tofu.init()
+            tofu.check_inputs(required=False)
             planned = tofu.plan(save=True)
             if planned.summary.changes:
                 tofu.apply_plan()
@@ -200,6 +202,7 @@ class _Tofu:
         self.work.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.plan_file = self.work / "plan.tfplan"
         self.var_file = self.work / "inputs.tfvars.json"
+        self.outputs_file = self.work / "outputs.json"
         self.override = ctx.folder / OVERRIDE_FILE
         self.env = self._environment()
 
@@ -208,7 +211,7 @@ class _Tofu:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for path in (self.plan_file, self.var_file, self.override):
+        for path in (self.plan_file, self.var_file, self.outputs_file, self.override):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -246,7 +249,7 @@ class _Tofu:
     def init(self, backend: bool = True) -> None:
         log.step("tofu init" + ("" if backend else " (no state backend: validation only)"))
         args = ["init", "-input=false", "-no-color", "-reconfigure"]
-        if (self.ctx.folder / ".terraform.lock.hcl").is_file():
+        if _lock_file_fits(self.ctx.folder, self.binary):
             args.append("-lockfile=readonly")  # a committed lock file is the stack's contract
         if not backend:
             args.append("-backend=false")
@@ -272,14 +275,18 @@ class _Tofu:
         if diagnostics.errors:
             raise _config_error(diagnostics.errors, "The OpenTofu configuration is invalid")
 
-    def check_inputs(self) -> None:
-        """Inputs against the declared variables (what `validate` alone does not check)."""
-        declared = _variables(self.ctx.folder)
+    def check_inputs(self, *, required: bool = True) -> None:
+        """Inputs against the declared variables (what `validate` alone does not check). Unknown names are
+        checked only when every .tf file could be read here (tofu itself ignores an undeclared TF_VAR_*, the
+        way secret inputs arrive); `required=False` leaves missing values to tofu, which knows every source."""
+        declared, complete = _declared_variables(self.ctx.folder)
         unknown = [name for name in self.ctx.all_inputs if name not in declared]
+        if unknown and complete:
+            raise _inputs_error(f"Input {unknown[0]!r} is not a declared variable of the stack.", declared)
+        if not required:
+            return
         provided = set(self.ctx.all_inputs) | _provided_elsewhere(self.ctx.folder, self.env)
         missing = [name for name, required in declared.items() if required and name not in provided]
-        if unknown:
-            raise _inputs_error(f"Input {unknown[0]!r} is not a declared variable of the stack.", declared)
         if missing:
             raise _inputs_error(f"Required variable {missing[0]!r} has no value.", declared)
 
@@ -305,8 +312,9 @@ class _Tofu:
         return _Planned(summary)
 
     def _plan_error(self, errors: list[dict[str, Any]], done: process.Completed) -> RunnerError:
-        if any(e.get("summary", "").startswith(_INPUT_PROBLEMS) for e in errors):
-            return _inputs_error(_describe(errors[0]), _variables(self.ctx.folder), errors)
+        problems = [e for e in errors if e.get("summary", "").startswith(_INPUT_PROBLEMS)]
+        if problems:
+            return _inputs_error(_input_summary(problems[0]), _variables(self.ctx.folder), errors)
         lock = _lock_error(errors, self.binary, self.ctx)
         if lock:
             return lock
@@ -326,6 +334,9 @@ class _Tofu:
             "-json",
             "-input=false",
             f"-lock-timeout={self.ctx.lock_timeout}s",
+            # The plan's own inputs again: otherwise tofu applies with the auto-loaded terraform.tfvars(.json)
+            # values, which the plan's inputs overrode, and refuses ("Mismatch between input and plan variable").
+            f"-var-file={self.var_file}",
             str(self.plan_file),
             on_line=diagnostics.line,
             doing="applying",
@@ -349,14 +360,17 @@ class _Tofu:
             doing="destroying",
         )
         if done.returncode != 0 or diagnostics.errors:
-            if any(e.get("summary", "").startswith(_INPUT_PROBLEMS) for e in diagnostics.errors):
-                raise _inputs_error(_describe(diagnostics.errors[0]), _variables(self.ctx.folder), diagnostics.errors)
+            problems = [e for e in diagnostics.errors if e.get("summary", "").startswith(_INPUT_PROBLEMS)]
+            if problems:
+                raise _inputs_error(_input_summary(problems[0]), _variables(self.ctx.folder), diagnostics.errors)
             raise _lock_error(diagnostics.errors, self.binary, self.ctx) or _engine_error(
                 diagnostics.errors, "tofu destroy failed", done.stderr, diagnostics.failed
             )
 
     def resources(self) -> list[str]:
-        done = self.run("state", "list", on_line=lambda line: None, doing="reading the state")
+        done = self.run("state", "list", "-no-color", on_line=lambda line: None, doing="reading the state")
+        if done.returncode != 0 and "No state file was found" in done.stderr:
+            return []  # never created (or its state was removed): nothing to destroy
         if done.returncode != 0:
             raise _lock_error([], self.binary, self.ctx, done.stderr) or EngineError(
                 "tofu could not read the stack's state.", details=done.stderr
@@ -364,11 +378,28 @@ class _Tofu:
         return [line for line in done.stdout.splitlines() if line.strip()]
 
     def outputs(self) -> list[Output]:
-        done = self.run("output", "-json", on_line=lambda line: None, doing="reading outputs")
+        # The values go to a private 0600 file, not through the process seam: its redaction would replace a
+        # secret input inside an output by the mask, in the secrets file too. Logs stay redacted.
+        target = self.outputs_file
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        command = [self.binary, f"-chdir={self.ctx.folder}", "output", "-json", "-no-color"]
+        done = process.run(
+            ["/bin/sh", "-c", 'exec "$@" > "$0"', str(target), *command],
+            engine="tofu",
+            deadline=self.ctx.deadline,
+            env=self.env,
+            on_stdout=log.debug,
+            on_stderr=lambda line: log.engine_line("tofu", line),
+            doing="reading outputs",
+        )
+        try:
+            text = target.read_text()
+        finally:
+            target.unlink()
         if done.returncode != 0:
             raise EngineError("tofu output failed.", details=done.stderr)
         try:
-            values = json.loads(done.stdout or "{}")
+            values = json.loads(text or "{}")
         except json.JSONDecodeError:
             raise EngineError("tofu output -json did not return JSON.") from None
         return [Output(name, item.get("value"), bool(item.get("sensitive"))) for name, item in values.items()]
@@ -417,7 +448,13 @@ def _find_binary_or_fail(configured: str | None) -> str:
     try:
         return _find_binary(configured)
     except EngineUnavailable as exc:
-        raise ConfigError(f"The OpenTofu engine is not available: {exc}.", fix="See `iac-runner backends`.") from None
+        reason, _, how = str(exc).partition(": ")
+        raise ConfigError(
+            f"The OpenTofu engine is not available: {reason}.",
+            fix=f"{how[:1].upper()}{how[1:]}; `iac-runner backends` shows what each backend finds."
+            if how
+            else "See `iac-runner backends`.",
+        ) from None
 
 
 def _cli_config(env: dict[str, str]) -> dict[str, str]:
@@ -457,15 +494,46 @@ def _strip_comments(text: str) -> str:
 
 def _variables(folder: Path) -> dict[str, bool]:
     """Declared variables: name -> required (no default)."""
+    return _declared_variables(folder)[0]
+
+
+def _declared_variables(folder: Path) -> tuple[dict[str, bool], bool]:
+    """Declared variables (name -> required), and whether every .tf/.tofu file could be parsed."""
     import hcl2
 
     declared: dict[str, bool] = {}
+    complete = True
     for path in sorted((*folder.glob("*.tf"), *folder.glob("*.tofu"))):
-        with contextlib.suppress(Exception), path.open() as handle:  # a broken file is validate's to report
-            for block in hcl2.load(handle).get("variable", []):
-                for name, body in block.items():
-                    declared[name.strip('"')] = "default" not in body
-    return declared
+        try:
+            with path.open() as handle:
+                blocks = hcl2.load(handle).get("variable", [])
+        except Exception:  # a broken file is validate's to report
+            complete = False
+            continue
+        for block in blocks:
+            for name, body in block.items():
+                declared[name.strip('"')] = "default" not in body
+    return declared, complete
+
+
+def _lock_file_fits(folder: Path, binary: str) -> bool:
+    """Whether the committed lock file can be enforced read-only: not when it locks providers only for the
+    other engine's registry (a lock file written by tofu names registry.opentofu.org, terraform's
+    registry.terraform.io); the engine then records its own entries beside them."""
+    lock = folder / ".terraform.lock.hcl"
+    if not lock.is_file():
+        return False
+    hosts = set(re.findall(r'^provider\s+"([^/"]+)/', lock.read_text(errors="replace"), re.MULTILINE))
+    engine = Path(binary).name
+    own = "registry.terraform.io" if engine.startswith("terraform") else "registry.opentofu.org"
+    other = {"registry.terraform.io", "registry.opentofu.org"} - {own}
+    if hosts & other and own not in hosts:
+        log.warning(
+            f"the stack's .terraform.lock.hcl locks providers of {', '.join(sorted(hosts))} only, but {engine} "
+            f"installs them from {own}: it is not enforced read-only, and {engine} adds its own entries"
+        )
+        return False
+    return True
 
 
 def _provided_elsewhere(folder: Path, env: Mapping[str, str]) -> set[str]:
@@ -495,6 +563,25 @@ def _config_error(errors: list[dict[str, Any]], what: str) -> ConfigError:
         fix="Correct the configuration at the place shown; `iac-runner validate` checks it without touching state.",
         details="\n".join(lines),
     )
+
+
+def _input_summary(diagnostic: Mapping[str, Any]) -> str:
+    """One sentence for an input problem tofu reported, naming the variable (tofu's detail goes to details)."""
+    summary = diagnostic.get("summary", "")
+    detail = diagnostic.get("detail", "")
+    code = (diagnostic.get("snippet") or {}).get("code") or ""
+    found = re.search(r'named "([^"]+)"|variable "([^"]+)"|\bvar\.([A-Za-z0-9_-]+)', f"{code}\n{detail}")
+    name = next((g for g in found.groups() if g), "") if found else ""
+    first = detail.strip().split("\n", 1)[0].strip().rstrip(".")
+    if not name:
+        return f"{summary}: {first}." if first else f"{summary}."
+    if summary.startswith("Value for undeclared variable"):
+        return f"Input {name!r} is not a declared variable of the stack."
+    if summary.startswith("No value for required variable"):
+        return f"Required variable {name!r} has no value."
+    if summary.startswith("Invalid value for input variable"):
+        return f"Input {name!r} has the wrong type: {first.rsplit(': ', 1)[-1]}."
+    return f"Input {name!r} is not accepted by the stack's validation rule: {first}."
 
 
 def _inputs_error(
@@ -558,7 +645,14 @@ def _init_error(text: str, ctx: StackContext) -> ConfigError:
             "or run where the registry is reachable.",
             details=tail,
         )
-    return ConfigError("tofu init failed.", where=str(ctx.folder), fix="See the engine's message below.", details=tail)
+    first = re.search(r"^Error: (.+)$", text, re.MULTILINE)
+    at = re.search(r"^\s*on (\S+) line (\d+)", text, re.MULTILINE)
+    return ConfigError(
+        f"tofu init failed: {first.group(1).strip().rstrip('.')}." if first else "tofu init failed.",
+        where=f"{at.group(1)}:{at.group(2)} in {ctx.folder}" if at else str(ctx.folder),
+        fix="Correct the configuration at the place shown (see the engine's message below).",
+        details=tail,
+    )
 
 
 BACKEND = OpenTofuBackend()

@@ -1,0 +1,471 @@
+"""The container contract for opentofu, run as the Container Driver runs it, with the real tofu (and moto).
+
+Also home of the small helpers the other OpenTofu test modules share: offline stacks, a container run started
+in the background (for locks and signals), and an isolated environment per test.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.conftest import SENTINEL, STACKS, Container, Result, base_env, run_cli
+
+RANDOM_PASSWORD = STACKS / "random-password" / "opentofu"
+S3_INPUTS = {"bucket": "contract-bucket", "environment": "development", "versioning": True}
+
+# An offline stack (built-ins only): a required string, a number with a validation rule, a map, a required
+# sensitive string; outputs of each JSON type, one of them sensitive.
+SMALL_TF = """\
+variable "name" {
+  type = string
+}
+
+variable "size" {
+  type    = number
+  default = 1
+  validation {
+    condition     = var.size >= 1 && var.size <= 100
+    error_message = "size must be between 1 and 100."
+  }
+}
+
+variable "tags" {
+  type    = map(string)
+  default = {}
+}
+
+variable "token" {
+  type      = string
+  sensitive = true
+}
+
+resource "terraform_data" "this" {
+  input = {
+    name = var.name
+    size = var.size
+    tags = var.tags
+  }
+}
+
+output "name" {
+  value = terraform_data.this.output.name
+}
+
+output "size" {
+  value = var.size
+}
+
+output "tags" {
+  value = var.tags
+}
+
+output "token" {
+  value     = var.token
+  sensitive = true
+}
+"""
+
+# A resource that takes `seconds` to create: something to hold the state lock, to interrupt, to time out.
+SLOW_TF = """\
+variable "seconds" {
+  type    = number
+  default = 20
+}
+
+resource "terraform_data" "slow" {
+  input = var.seconds
+  provisioner "local-exec" {
+    command = "echo started; sleep ${var.seconds}"
+  }
+}
+
+output "seconds" {
+  value = terraform_data.slow.output
+}
+"""
+
+
+def stack_files(folder: Path) -> dict[str, str]:
+    """A stack folder's files (lock file included), for the driver's `files` input."""
+    return {p.name: p.read_text() for p in folder.iterdir() if p.is_file()}
+
+
+def unique(prefix: str) -> str:
+    """A stack name no other test (or a concurrent run of the suite) uses: work dirs and state keys differ."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def isolate(container: Container, tmp_path: Path, **extra: str) -> Path:
+    """Private temp and work dirs for the runner, state under tmp_path (file://); returns the state dir."""
+    state = tmp_path / "state"
+    (tmp_path / "tmp").mkdir(exist_ok=True)
+    container.env.update({"TMPDIR": str(tmp_path / "tmp"), "IAC_RUNNER_STATE_URL": state.as_uri(), **extra})
+    return state
+
+
+def s3_client(aws: Mapping[str, str]) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=aws["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def ssm_client(aws: Mapping[str, str]) -> Any:
+    return boto3.client(
+        "ssm",
+        endpoint_url=aws["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+class Running:
+    """`iac-runner container` started in the background, exactly as Container.run would start it."""
+
+    def __init__(self, proc: subprocess.Popen[str], scripts: Path) -> None:
+        self.proc = proc
+        self.scripts = scripts
+        self.stderr: list[str] = []
+        self.stdout = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr.append(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        expires = time.monotonic() + timeout
+        while time.monotonic() < expires:
+            if any(text in line for line in list(self.stderr)):
+                return
+            if self.proc.poll() is not None:
+                self._reader.join(5)
+                if any(text in line for line in self.stderr):
+                    return
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError(f"{text!r} did not show up in the log:\n{''.join(self.stderr)}")
+
+    def stop(self) -> None:
+        """Leave nothing running: SIGTERM reaches the engine through the runner, as the driver's would."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def result(self, timeout: float = 120) -> Result:
+        assert self.proc.stdout is not None
+        self.stdout = self.proc.stdout.read()
+        code = self.proc.wait(timeout)
+        self._reader.join(10)
+        result = Result(
+            code,
+            self.stdout,
+            "".join(self.stderr),
+            out_dir=self.scripts,
+            files={
+                "values": self.scripts / "outputs.json",
+                "secrets": self.scripts / "secret-outputs.json",
+                "error": self.scripts / "error.txt",
+            },
+        )
+        assert SENTINEL not in result.log and SENTINEL not in result.error
+        assert SENTINEL not in (result.read("values") or "")
+        return result
+
+
+def start(
+    container: Container,
+    action: str = "create",
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    secrets: Mapping[str, str] | None = None,
+    env: Mapping[str, str | None] | None = None,
+    files: Mapping[str, str] | None = None,
+) -> Running:
+    container.runs += 1
+    scripts = container.root / f"run{container.runs}"
+    scripts.mkdir()
+    for name, text in (files or {}).items():
+        (scripts / name).write_text(text)
+    (scripts / "inputs.json").write_text(json.dumps(inputs or {}))
+    merged: dict[str, str | None] = {
+        **container.env,
+        "ACTION": action,
+        "SCRIPTS_DIRECTORY": str(scripts),
+        "RESOURCE_INPUTS_FILE": "inputs.json",
+        "OUTPUTS_FILE": "outputs.json",
+        "SECRET_OUTPUTS_FILE": "secret-outputs.json",
+        "ERROR_FILE": "error.txt",
+        **{f"IAC_RUNNER_SECRET_{k}": v for k, v in (secrets or {}).items()},
+        **(env or {}),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner.cli", "container"],
+        env={k: v for k, v in merged.items() if v is not None},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return Running(proc, scripts)
+
+
+def state_resources(path: Path) -> list[str]:
+    state = json.loads(path.read_text())
+    return [f"{r['type']}.{r['name']}" for r in state.get("resources", []) if r.get("mode") == "managed"]
+
+
+# -- the lifecycle --------------------------------------------------------------------------------------------
+
+
+def test_create_noop_update_destroy_twice_with_file_state(
+    container: Container, stacks_repo: Path, tmp_path: Path
+) -> None:
+    """random-password from the stacks repo (file:// git URL), state in file://: the driver's whole lifecycle."""
+    name = unique("rp")
+    state = isolate(
+        container,
+        tmp_path,
+        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
+        IAC_RUNNER_SOURCE_PATH="stacks/random-password/opentofu",
+        IAC_RUNNER_STACK_NAME=name,
+    )
+    inputs = {"name": "orders-db", "length": 32, "labels": {"team": "payments"}}
+    secrets = {"salt": SENTINEL}
+
+    never_created = container.run("destroy", inputs, secrets=secrets)
+    never_created.assert_ok()
+    assert never_created.json("values") == {} and never_created.json("secrets") == {}
+    assert "nothing to destroy" in never_created.log
+
+    created = container.run("create", inputs, secrets=secrets)
+    created.assert_ok()
+    values, secret_values = created.json("values"), created.json("secrets")
+    # Split by `sensitive`, JSON types kept: string, number, map.
+    assert values == {"name": "orders-db", "length": 32, "labels": {"team": "payments"}}
+    assert isinstance(values["length"], int)
+    assert set(secret_values) == {"password"}
+    assert isinstance(secret_values["password"], str) and len(secret_values["password"]) == 32
+    assert secret_values["password"] not in created.log
+    assert stat.S_IMODE(created.files["secrets"].stat().st_mode) == 0o600
+    assert not created.files["error"].exists()
+    assert "resolved to commit" in created.log
+    assert "plan: 2 to add, 0 to change, 0 to remove" in created.log
+    state_file = state / name / "terraform.tfstate"
+    assert sorted(state_resources(state_file)) == ["random_password.this", "terraform_data.record"]
+
+    unchanged = container.run("create", inputs, secrets=secrets)
+    unchanged.assert_ok()
+    assert "no changes" in unchanged.log
+    assert unchanged.json("values") == values and unchanged.json("secrets") == secret_values
+
+    updated = container.run("create", {**inputs, "labels": {"team": "payments", "tier": "2"}}, secrets=secrets)
+    updated.assert_ok()
+    assert "plan: 0 to add, 1 to change, 0 to remove" in updated.log
+    assert updated.json("values")["labels"] == {"team": "payments", "tier": "2"}
+    assert updated.json("secrets") == secret_values, "the password's keepers did not change"
+
+    destroyed = container.run("destroy", inputs, secrets=secrets)
+    destroyed.assert_ok()
+    assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
+    assert state_resources(state_file) == []
+
+    again = container.run("destroy", inputs, secrets=secrets)
+    again.assert_ok()
+    assert again.json("values") == {} and again.json("secrets") == {}
+    assert "nothing to destroy" in again.log
+
+
+def test_state_in_moto_s3(container: Container, aws: dict[str, str], tmp_path: Path) -> None:
+    s3 = s3_client(aws)
+    s3.create_bucket(Bucket="tofu-state")
+    name = unique("s3state")
+    isolate(container, tmp_path, **aws, IAC_RUNNER_STACK_NAME=name, IAC_RUNNER_STATE_URL="s3://tofu-state/team/a")
+    files = {"main.tf": SMALL_TF}
+    inputs = {"name": "in-s3", "size": 3}
+
+    never_created = container.run("destroy", inputs, secrets={"token": SENTINEL}, files=files)
+    never_created.assert_ok()
+    assert never_created.json("values") == {} and never_created.json("secrets") == {}
+    assert "nothing to destroy" in never_created.log
+
+    created = container.run("create", inputs, secrets={"token": SENTINEL}, files=files)
+    created.assert_ok()
+    assert created.json("values") == {"name": "in-s3", "size": 3, "tags": {}}
+    assert created.json("secrets") == {"token": SENTINEL}
+    key = f"team/a/{name}/terraform.tfstate"
+    assert f"s3://tofu-state/{key}" in created.log
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="tofu-state").get("Contents", [])]
+    assert keys == [key], "the state object is there and the S3 lock file is released"
+    state = json.loads(s3.get_object(Bucket="tofu-state", Key=key)["Body"].read())
+    assert [r["type"] for r in state["resources"]] == ["terraform_data"]
+
+    unchanged = container.run("create", inputs, secrets={"token": SENTINEL}, files=files)
+    unchanged.assert_ok()
+    assert "no changes" in unchanged.log
+
+    destroyed = container.run("destroy", inputs, secrets={"token": SENTINEL}, files=files)
+    destroyed.assert_ok()
+    assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
+    state = json.loads(s3.get_object(Bucket="tofu-state", Key=key)["Body"].read())
+    assert state["resources"] == []
+
+
+def test_s3_bucket_stack_against_moto(
+    container: Container, aws: dict[str, str], stacks_repo: Path, tmp_path: Path
+) -> None:
+    """The aws provider against moto: the same inputs and outputs as the CloudFormation S3 example."""
+    s3 = s3_client(aws)
+    s3.create_bucket(Bucket="tofu-state")
+    isolate(
+        container,
+        tmp_path,
+        **aws,
+        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
+        IAC_RUNNER_SOURCE_PATH="stacks/s3-bucket/opentofu",
+        IAC_RUNNER_STACK_NAME=unique("s3-bucket"),
+        IAC_RUNNER_STATE_URL="s3://tofu-state/stacks",
+    )
+    created = container.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL})
+    created.assert_ok()
+    # Exactly what the CloudFormation twin writes (tests/contract/test_cloudformation_contract.py).
+    assert created.json("values") == {
+        "bucket": "contract-bucket",
+        "arn": "arn:aws:s3:::contract-bucket",
+        "region": "us-east-1",
+    }
+    assert created.json("secrets") == {"tokenParameter": "/iac-runner/contract-bucket/api-token"}
+    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="contract-bucket")["TagSet"]}
+    assert tags == {"environment": "development", "managed-by": "iac-runner"}
+    assert s3.get_bucket_versioning(Bucket="contract-bucket")["Status"] == "Enabled"
+    ssm = ssm_client(aws)
+    parameter = ssm.get_parameter(Name="/iac-runner/contract-bucket/api-token", WithDecryption=True)["Parameter"]
+    assert parameter["Value"] == SENTINEL and parameter["Type"] == "SecureString"
+
+    updated = container.run("create", {**S3_INPUTS, "environment": "production"}, secrets={"apiToken": SENTINEL})
+    updated.assert_ok()
+    assert "plan: 0 to add, 1 to change, 0 to remove" in updated.log
+    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="contract-bucket")["TagSet"]}
+    assert tags["environment"] == "production"
+
+    destroyed = container.run("destroy", S3_INPUTS, secrets={"apiToken": SENTINEL})
+    destroyed.assert_ok()
+    assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
+    assert "contract-bucket" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert ssm.get_parameters(Names=["/iac-runner/contract-bucket/api-token"])["Parameters"] == []
+
+
+def test_output_equal_to_a_secret_input_moves_to_the_secrets_file(container: Container, tmp_path: Path) -> None:
+    """`name` is not sensitive in the stack, but here it arrives as a secret input: its output is moved, with its
+    real value (not the log's mask), to the secrets file."""
+    isolate(container, tmp_path, IAC_RUNNER_STACK_NAME=unique("echo"))
+    result = container.run(
+        "create", {}, secrets={"name": SENTINEL, "token": "t0ken-value"}, files={"main.tf": SMALL_TF}
+    )
+    result.assert_ok()
+    assert result.json("values") == {"size": 1, "tags": {}}
+    assert result.json("secrets") == {"name": SENTINEL, "token": "t0ken-value"}
+    assert "output 'name' equals a secret input" in result.log
+
+
+# -- companion files the driver's `files` input writes beside the code ------------------------------------------
+
+
+def test_tfvars_files_and_tf_var_env_count_as_provided(container: Container, tmp_path: Path) -> None:
+    isolate(container, tmp_path, IAC_RUNNER_STACK_NAME=unique("companions"))
+    files = {
+        "main.tf": SMALL_TF,
+        # `name` (required) only here; `size` here too, but the resource inputs win.
+        "terraform.tfvars.json": json.dumps({"name": "from-tfvars", "size": 5}),
+        "extra.auto.tfvars": 'tags = { from = "auto-tfvars" }\n',
+    }
+    # `token` (required, sensitive) only as TF_VAR_*, the way secret_refs pass it today.
+    result = container.run("create", {"size": 7}, files=files, env={"TF_VAR_token": "token-from-tf-var"})
+    result.assert_ok()
+    assert result.json("values") == {"name": "from-tfvars", "size": 7, "tags": {"from": "auto-tfvars"}}
+    assert result.json("secrets") == {"token": "token-from-tf-var"}
+
+    # `iac-runner validate` counts them as provided too.
+    scripts = result.out_dir
+    assert scripts is not None
+    env = {**container.env, "TF_VAR_token": "token-from-tf-var"}
+    del env["IAC_RUNNER_STATE_URL"]
+    validated = run_cli(["validate", str(scripts), "--var", "size=7", "--stack-name", unique("companions")], env)
+    validated.assert_ok()
+    assert "is valid" in validated.stdout
+
+
+def test_own_backend_block_is_kept(container: Container, tmp_path: Path) -> None:
+    own = tmp_path / "own" / "terraform.tfstate"
+    own.parent.mkdir()
+    state = isolate(container, tmp_path, IAC_RUNNER_STACK_NAME=unique("own-backend"))
+    files = {"main.tf": SMALL_TF, "backend.tf": f'terraform {{\n  backend "local" {{\n    path = "{own}"\n  }}\n}}\n'}
+    inputs = {"name": "own"}
+
+    with_url = container.run("create", inputs, secrets={"token": SENTINEL}, files=files)
+    with_url.assert_ok()
+    assert "IAC_RUNNER_STATE_URL is ignored" in with_url.log
+    assert state_resources(own) == ["terraform_data.this"]
+    assert not state.exists(), "nothing was written where IAC_RUNNER_STATE_URL points"
+
+    # The stack brings its own state home, so container mode does not require IAC_RUNNER_STATE_URL.
+    without_url = container.run(
+        "create", inputs, secrets={"token": SENTINEL}, files=files, env={"IAC_RUNNER_STATE_URL": None}
+    )
+    without_url.assert_ok()
+    assert "no changes" in without_url.log
+    assert "IAC_RUNNER_STATE_URL is ignored" not in without_url.log
+
+    destroyed = container.run(
+        "destroy", inputs, secrets={"token": SENTINEL}, files=files, env={"IAC_RUNNER_STATE_URL": None}
+    )
+    destroyed.assert_ok()
+    assert state_resources(own) == []
+
+
+def test_container_mode_requires_a_state_url(container: Container, tmp_path: Path) -> None:
+    isolate(container, tmp_path, IAC_RUNNER_STACK_NAME=unique("no-state"))
+    result = container.run(
+        "create", {"name": "x"}, secrets={"token": SENTINEL}, files={"main.tf": SMALL_TF},
+        env={"IAC_RUNNER_STATE_URL": None},
+    )  # fmt: skip
+    assert result.returncode == 2, result.log
+    assert "IAC_RUNNER_STATE_URL is required for the opentofu backend" in result.error
+    assert not result.files["values"].exists() and not result.files["secrets"].exists()
+
+
+@pytest.mark.parametrize("family", ["redis", "s3-bucket"])
+def test_aws_examples_validate_offline(family: str, tmp_path: Path) -> None:
+    """Validated with the aws provider from the offline mirror; redis is for real AWS only."""
+    stack = tmp_path / family
+    stack.mkdir()
+    for name, text in stack_files(STACKS / family / "opentofu").items():
+        (stack / name).write_text(text)  # a copy: init writes a lock file beside the code
+    inputs = STACKS / family / ("inputs.example.json" if family == "redis" else "inputs.json")
+    secret = {"redis": "authToken", "s3-bucket": "apiToken"}[family]
+    env = base_env({"AWS_REGION": "us-east-1", f"IAC_RUNNER_SECRET_{secret}": SENTINEL, "TMPDIR": str(tmp_path)})
+    result = run_cli(["validate", str(stack), "--inputs", str(inputs), "--stack-name", unique(family)], env)
+    result.assert_ok()
+    assert "opentofu stack" in result.stdout and "is valid" in result.stdout
