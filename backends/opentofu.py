@@ -202,7 +202,6 @@ class _Tofu:
         self.work.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.plan_file = self.work / "plan.tfplan"
         self.var_file = self.work / "inputs.tfvars.json"
-        self.outputs_file = self.work / "outputs.json"
         self.override = ctx.folder / OVERRIDE_FILE
         self.env = self._environment()
 
@@ -211,7 +210,7 @@ class _Tofu:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for path in (self.plan_file, self.var_file, self.outputs_file, self.override):
+        for path in (self.plan_file, self.var_file, self.override):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -378,28 +377,11 @@ class _Tofu:
         return [line for line in done.stdout.splitlines() if line.strip()]
 
     def outputs(self) -> list[Output]:
-        # The values go to a private 0600 file, not through the process seam: its redaction would replace a
-        # secret input inside an output by the mask, in the secrets file too. Logs stay redacted.
-        target = self.outputs_file
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        command = [self.binary, f"-chdir={self.ctx.folder}", "output", "-json", "-no-color"]
-        done = process.run(
-            ["/bin/sh", "-c", 'exec "$@" > "$0"', str(target), *command],
-            engine="tofu",
-            deadline=self.ctx.deadline,
-            env=self.env,
-            on_stdout=log.debug,
-            on_stderr=lambda line: log.engine_line("tofu", line),
-            doing="reading outputs",
-        )
-        try:
-            text = target.read_text()
-        finally:
-            target.unlink()
+        done = self.run("output", "-json", "-no-color", on_line=lambda line: None, doing="reading outputs")
         if done.returncode != 0:
             raise EngineError("tofu output failed.", details=done.stderr)
         try:
-            values = json.loads(text or "{}")
+            values = json.loads(done.stdout or "{}")
         except json.JSONDecodeError:
             raise EngineError("tofu output -json did not return JSON.") from None
         return [Output(name, item.get("value"), bool(item.get("sensitive"))) for name, item in values.items()]

@@ -31,18 +31,23 @@ class OutputFiles:
 
 
 def classify(outputs: Iterable[Output], secret_inputs: Mapping[str, Any]) -> list[Output]:
-    """Mark as secret any output whose value equals a secret input, and register every secret value."""
+    """Mark as secret any output that holds a secret (equal to a secret input, or containing any value the
+    registry knows: secret inputs, sensitive outputs, tokens), so no secret reaches the values file."""
+    outputs = list(outputs)
+    for out in outputs:
+        if out.secret:
+            REGISTRY.add(out.value)
     secret_values = [json.dumps(v, sort_keys=True) for v in secret_inputs.values()]
     result = []
     for out in outputs:
+        text = json.dumps(out.value, sort_keys=True)
         secret = out.secret
-        if not secret and json.dumps(out.value, sort_keys=True) in secret_values:
+        if not secret and (text in secret_values or REGISTRY.redact(text) != text):
             log.warning(
-                f"output {out.name!r} equals a secret input, so it goes to the secrets file; "
+                f"output {out.name!r} holds a secret value, so it goes to the secrets file; "
                 "mark it sensitive/secret in the stack to silence this warning"
             )
             secret = True
-        if secret:
             REGISTRY.add(out.value)
         result.append(Output(out.name, out.value, secret))
     return result

@@ -111,10 +111,12 @@ def run(
     on_stderr: Callable[[str], None] | None = None,
     doing: str = "running the engine",
 ) -> Completed:
-    """Run an engine command, streaming its lines to the callbacks (default: the log), redacted.
+    """Run an engine command, streaming its lines, redacted, to the callbacks (default: the log).
 
-    Returns the collected output; raises RunTimeout past the deadline and Interrupted after a forwarded
-    signal. A non-zero exit code is returned, not raised: the caller knows what it means for its engine.
+    Returns the engine's output as it printed it, for parsing (an output value may hold a secret the secrets
+    file needs whole); whatever shows it to a person redacts it again (the log and the error file do).
+    Raises RunTimeout past the deadline and Interrupted after a forwarded signal. A non-zero exit code is
+    returned, not raised: the caller knows what it means for its engine.
     """
     deadline.check(doing)
     default = (lambda line: log.engine_line(engine, line)) if on_stdout is None else on_stdout
@@ -170,9 +172,9 @@ def _pump(
                 chunk = b"\n" if partial[name] else b""
             *lines, partial[name] = (partial[name] + chunk).split(b"\n")
             for raw in lines:
-                line = REGISTRY.redact(raw.decode(errors="replace"))
+                line = raw.decode(errors="replace")
                 collected[name].append(line + "\n")
-                handlers[name](line)
+                handlers[name](REGISTRY.redact(line))
         if deadline.remaining() <= 0 and killed_at is None:
             # Give the engine the same chance to save state as on a signal.
             signal_group(child, signal.SIGINT)

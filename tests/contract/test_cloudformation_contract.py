@@ -99,7 +99,7 @@ def test_output_equal_to_a_secret_input_moves_to_the_secrets_file(container: Con
     result.assert_ok()
     assert result.json("secrets") == {"echoed": SENTINEL}
     assert "echoed" not in result.json("values")
-    assert "equals a secret input" in result.log
+    assert "holds a secret value" in result.log
 
 
 def test_json_logs_are_one_object_per_line(s3: Container) -> None:

@@ -387,7 +387,7 @@ def test_output_equal_to_a_secret_input_moves_to_the_secrets_file(container: Con
     result.assert_ok()
     assert result.json("values") == {"size": 1, "tags": {}}
     assert result.json("secrets") == {"name": SENTINEL, "token": "t0ken-value"}
-    assert "output 'name' equals a secret input" in result.log
+    assert "output 'name' holds a secret value" in result.log
 
 
 # -- companion files the driver's `files` input writes beside the code ------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from runner import outputs
 from runner.errors import EngineError, RunnerError, truncate
 from runner.outputs import Output, OutputFiles
-from runner.secrets import SecretRegistry
+from runner.secrets import REGISTRY, SecretRegistry
 
 
 def test_split_keeps_types() -> None:
@@ -22,6 +22,19 @@ def test_split_keeps_types() -> None:
 def test_output_equal_to_secret_input_becomes_secret() -> None:
     classified = outputs.classify([Output("a", "hunter22"), Output("b", "other")], {"pw": "hunter22"})
     assert [o.secret for o in classified] == [True, False]
+
+
+def test_output_containing_a_secret_becomes_secret() -> None:
+    REGISTRY.add("conn-secret-xyz")
+    outs = [
+        Output("url", "postgres://u:conn-secret-xyz@db"),
+        Output("nested", {"list": ["a", "conn-secret-xyz"]}),
+        Output("copy", "sensitive-value-1"),
+        Output("sensitive", "sensitive-value-1", secret=True),
+        Output("plain", "nothing"),
+    ]
+    classified = outputs.classify(outs, {})
+    assert [o.secret for o in classified] == [True, True, True, True, False]
 
 
 def test_write_is_atomic_and_private(tmp_path: Path) -> None:
