@@ -46,7 +46,7 @@ def _load_plugin(name: str, obj: object) -> Backend:
         raise ConfigError(
             f"The plugin backend {name!r} does not implement the Backend protocol.",
             where=f"entry point {name!r} in group {ENTRY_POINT_GROUP!r}",
-            fix="It must provide name, detect, needs_state, engine_version, validate, plan, apply, destroy "
+            fix="It must provide name, companions, detect, needs_state, engine_version, validate, plan, apply, destroy "
             "and outputs (see backends/base.py).",
         )
     return backend

@@ -64,6 +64,9 @@ class ChangeSummary:
 @runtime_checkable
 class Backend(Protocol):
     name: str
+    #: Glob patterns of the stack's companion files (its own tfvars, backend, stack config) that the driver's
+    #: `files` input writes into SCRIPTS_DIRECTORY; brought into a git checkout of the stack.
+    companions: tuple[str, ...]
 
     def detect(self, folder: Path) -> str | None:
         """The file that marks `folder` as this backend's stack, or None."""

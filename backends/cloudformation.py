@@ -260,6 +260,7 @@ class _Events:
 
 class CloudFormationBackend:
     name = "cloudformation"
+    companions: tuple[str, ...] = ()
 
     def detect(self, folder: Path) -> str | None:
         path = find_template(folder, None)

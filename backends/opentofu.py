@@ -123,6 +123,7 @@ def _where(diagnostic: Mapping[str, Any]) -> str:
 
 class OpenTofuBackend:
     name = "opentofu"
+    companions = ("terraform.tfvars", "terraform.tfvars.json", "*.auto.tfvars", "*.auto.tfvars.json", "backend.tf")
 
     def detect(self, folder: Path) -> str | None:
         found = sorted(p.name for pattern in ("*.tf", "*.tofu") for p in folder.glob(pattern))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ def execute(request: RunRequest) -> RunResult:
     with forward_signals(), checkout(settings, request.base_dir, deadline) as source:
         stack_file = load_stack_file(source.folder)
         backend = _backend(settings.backend or stack_file.backend, source.folder)
+        if request.container and source.commit:
+            _bring_companions(backend, request.base_dir, source.folder)
         stack_name = settings.stack_name or _default_stack_name(settings, source)
         ctx = StackContext(
             folder=source.folder,
@@ -111,6 +114,17 @@ def _backend(name: str | None, folder: Path) -> Backend:
     if not name:
         log.info(f"detected backend {backend.name} ({backend.detect(folder)})")
     return backend
+
+
+def _bring_companions(backend: Backend, scripts: Path, folder: Path) -> None:
+    """The driver's `files` land in SCRIPTS_DIRECTORY, the stack in a git checkout: they belong together."""
+    for pattern in backend.companions:
+        for path in sorted(scripts.glob(pattern)):
+            if path.is_file():
+                if (folder / path.name).exists():
+                    log.warning(f"{path.name} from SCRIPTS_DIRECTORY replaces the one in the repository")
+                shutil.copyfile(path, folder / path.name)
+                log.info(f"using {path.name} from SCRIPTS_DIRECTORY beside the stack")
 
 
 def _default_stack_name(settings: Settings, source: Source) -> str:

@@ -8,8 +8,8 @@
 #   providers  hashicorp/random (+ any provider under $EXTRA_PROVIDER_MIRROR, e.g.
 #              /opt/tf-plugins aws) as a filesystem mirror -> .tools/providers,
 #              plus the CLI config .tools/tofu.tfrc (use with TF_CLI_CONFIG_FILE)
-#   pulumi     pulumi CLI, pulumi-language-python and the dynamic-provider shim
-#              pulumi-resource-pulumi-python      -> .tools/bin/
+#   pulumi     pulumi CLI, pulumi-language-python (+ its pulumi-language-python-exec)
+#              and the dynamic-provider shim pulumi-resource-pulumi-python -> .tools/bin/
 #
 # Built binaries are cached per user and version in
 #   ${XDG_CACHE_HOME:-~/.cache}/iac-driver-runner/tools/<name>-<version>/
@@ -559,16 +559,34 @@ write_tfrc() { # write_tfrc NS/TYPE...
 # --------------------------------------------------------------------------
 # pulumi
 
-pulumi_version_of() { # prints e.g. 3.272.0 (no "v") or nothing
+pulumi_version_of() { # prints e.g. 3.79.0 (no "v") or nothing
     PULUMI_SKIP_UPDATE_CHECK=1 timeout 30 "$1" version 2>/dev/null |
         sed -n 's/^v\([0-9][^ ]*\)$/\1/p' | head -n 1 || true
+}
+
+# langhost_starts BIN: the language host starts its gRPC server and prints the
+# port (as it does for the CLI). Given an engine address nobody listens on, it
+# would only give up after minutes, so it is stopped as soon as the port shows.
+langhost_starts() {
+    local bin=$1 out=$BUILD_TMP/langhost.out pid i
+    "$bin" 127.0.0.1:1 >"$out" 2>>"$LOG_FILE" </dev/null &
+    pid=$!
+    for ((i = 0; i < 150; i++)); do
+        grep -qE '^[0-9]+$' "$out" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    printf '%s 127.0.0.1:1 -> %s\n' "${bin##*/}" "$(head -c 200 "$out")" >>"$LOG_FILE"
+    grep -qE '^[0-9]+$' "$out"
 }
 
 install_pulumi() {
     local ver=$PULUMI_VERSION lver=${PULUMI_LANGUAGE_PYTHON_VERSION:-$PULUMI_VERSION}
     local dest=$CACHE_ROOT/pulumi-$ver
-    local stamp="github.com/pulumi/pulumi/pkg/v3@v$ver language-python@v$lver"
-    local files=(pulumi pulumi-language-python pulumi-resource-pulumi-python)
+    local stamp="github.com/pulumi/pulumi/pkg/v3@v$ver language-python@v$lver +exec"
+    local files=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python)
     # PULUMI_LANGUAGE_PYTHON_VERSION=none: CLI + shim only (enough for inline programs)
     [[ $lver == none ]] && files=(pulumi pulumi-resource-pulumi-python)
     [[ -n $ver ]] || die "PULUMI_VERSION is empty in tools/versions.env."
@@ -593,17 +611,31 @@ install_pulumi() {
     fi
     local f
     for f in "${files[@]}"; do link "$dest/$f" "$BIN_DIR/$f"; done
-    [[ $lver == none ]] && rm -f -- "$BIN_DIR/pulumi-language-python"
+    [[ $lver == none ]] && rm -f -- "$BIN_DIR/pulumi-language-python" "$BIN_DIR/pulumi-language-python-exec"
     summary "pulumi     $BIN_DIR/pulumi -> $dest/pulumi  (v$(pulumi_version_of "$BIN_DIR/pulumi"); with ${files[*]:1})"
 }
 
+# pulumi_ldflags VERSION: -s -w plus the version stamp, set the way upstream's
+# release builds set it: the CLI of pulumi <= 3.8x prints pkg/v3/version.Version,
+# later ones sdk/v3/go/common/version.Version (the linker ignores -X for a
+# variable that does not exist, so both are set). Go >= 1.23 refuses old
+# dependencies' //go:linkname into the runtime (pulumi 3.79 needs
+# github.com/pgavlin/text, which links internal/bytealg); -checklinkname=0
+# accepts them as Go <= 1.22 did.
+pulumi_ldflags() {
+    local v=$1 flags="-s -w"
+    version_ge "$(go_env GOVERSION | sed 's/^go//')" 1.23 && flags+=" -checklinkname=0"
+    printf '%s -X github.com/pulumi/pulumi/pkg/v3/version.Version=v%s -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v%s' \
+        "$flags" "$v" "$v"
+}
+
 build_pulumi() {
-    local ver=$1 lver=$2 dest=$3 stamp=$4 t0 pkgsrc sdksrc langsrc gover
+    local ver=$1 lver=$2 dest=$3 stamp=$4 t0 pkgsrc sdksrc gover
+    local lsdksrc langsrc langpkg langreqs=() # set by locate_pulumi_language_python
     shift 4 # the remaining arguments: the files the build must produce
     local pkg=github.com/pulumi/pulumi/pkg/v3 sdk=github.com/pulumi/pulumi/sdk/v3
-    local lang=github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
     local alt="put a pulumi >= $PULUMI_MIN_VERSION CLI (with its language hosts) on PATH, e.g. from https://www.pulumi.com/docs/install/ where release downloads work"
-    local ldflags="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v$ver"
+    local proxy
     t0=$(now)
     log "pulumi: building pulumi v$ver from Go module $pkg (cold: several minutes)"
     begin_build "pulumi-$ver"
@@ -612,17 +644,19 @@ build_pulumi() {
         return 0
     fi
     require_go "pulumi" "1.22" "$alt"
-
-    local proxy
     proxy=$(go_env GOPROXY)
-    step "pulumi: download $sdk@v$ver" "check that the Go module proxy ($(go_env GOPROXY)) serves $sdk@v$ver, or $alt."
+    proxy=${proxy%%[,|]*}
+
+    step "pulumi: download $sdk@v$ver" "check that the Go module proxy ($proxy) serves $sdk@v$ver, or $alt."
     sdksrc=$(go_module_dir "$sdk" "v$ver")
     step_done
-    step "pulumi: download $pkg@v$ver" "the Go module proxy must serve $pkg@v$ver (check: curl -sI ${proxy%%[,|]*}/$pkg/@v/v$ver.info); use a GOPROXY that does, or $alt."
+    step "pulumi: download $pkg@v$ver" "the Go module proxy must serve $pkg@v$ver (check: curl -sI $proxy/$pkg/@v/v$ver.zip); use a PULUMI_VERSION or GOPROXY that does, or $alt."
     pkgsrc=$(go_module_dir "$pkg" "v$ver")
     step_done
     gover=$(go_directive "$pkgsrc/go.mod")
     require_go "pulumi v$ver" "$gover" "$alt"
+    # fetch the language host's source too before minutes of compiling the CLI
+    [[ $lver == none ]] || locate_pulumi_language_python "$lver" "$alt"
 
     step "pulumi: resolve dependencies of cmd/pulumi" "see the log, or $alt."
     local w=$BUILD_TMP/wrapper-pulumi
@@ -633,24 +667,13 @@ build_pulumi() {
 
     step "pulumi: compile cmd/pulumi (go build -p $GO_PARALLEL)" "see the log, or $alt."
     mkdir -p "$BUILD_TMP/out"
-    go_build_in "$w" "$BUILD_TMP/out/pulumi" "$pkg/cmd/pulumi" "$ldflags"
+    go_build_in "$w" "$BUILD_TMP/out/pulumi" "$pkg/cmd/pulumi" "$(pulumi_ldflags "$ver")"
     step_done
 
     if [[ $lver == none ]]; then
         log "pulumi: PULUMI_LANGUAGE_PYTHON_VERSION=none: not building pulumi-language-python (only inline programs will run)"
     else
-        step "pulumi: download $lang@v$lver" "the Go module proxy must serve $lang@v$lver (set PULUMI_LANGUAGE_PYTHON_VERSION to a version it has), or $alt."
-        langsrc=$(go_module_dir "$lang" "v$lver")
-        step_done
-        step "pulumi: resolve + compile pulumi-language-python" "see the log, or $alt."
-        local lw=$BUILD_TMP/wrapper-lang
-        upstream_directives "$langsrc/go.mod" >"$BUILD_TMP/directives-lang"
-        write_wrapper "$lw" pulumi-language-python "$(go_directive "$langsrc/go.mod")" "$BUILD_TMP/directives-lang" \
-            "$lang@v$lver" "$pkg@v$ver" "$sdk@v$ver"
-        go_resolve_in "$lw" "$lang@v$lver" "$pkg@v$ver" "$sdk@v$ver"
-        go_build_in "$lw" "$BUILD_TMP/out/pulumi-language-python" "$lang" "$ldflags"
-        cp "$lw/go.mod" "$BUILD_TMP/out/build-language-python.go.mod"
-        step_done
+        build_pulumi_language_python "$lver" "$alt"
     fi
 
     step "pulumi: dynamic provider shim pulumi-resource-pulumi-python" ""
@@ -674,6 +697,60 @@ build_pulumi() {
     commit_build "$BUILD_TMP/out" "$dest"
     step_done
     log "pulumi: built in $(since "$t0")"
+}
+
+# locate_pulumi_language_python VERSION ALT: download the source of
+# pulumi-language-python and set lsdksrc, langsrc, langpkg and langreqs (locals
+# of build_pulumi). Up to pulumi 3.79.0 the language host is a package of the
+# sdk/v3 module (sdk/python/cmd/...); from 3.80.0 on it is a module of its own,
+# github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3.
+locate_pulumi_language_python() {
+    local lver=$1 alt=$2
+    local pkg=github.com/pulumi/pulumi/pkg/v3 sdk=github.com/pulumi/pulumi/sdk/v3
+    local lang=github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
+    step "pulumi: download $sdk@v$lver (language host)" "check that the Go module proxy serves $sdk@v$lver (set PULUMI_LANGUAGE_PYTHON_VERSION to a version it has), or $alt."
+    lsdksrc=$(go_module_dir "$sdk" "v$lver")
+    if [[ -f $lsdksrc/python/cmd/pulumi-language-python/main.go ]]; then
+        langsrc=$lsdksrc
+        langpkg=$sdk/python/cmd/pulumi-language-python
+        langreqs=("$sdk@v$lver")
+    else
+        HINT="the Go module proxy must serve $lang@v$lver (from pulumi 3.80.0 on the language host is a module of its own). Pin PULUMI_VERSION and PULUMI_LANGUAGE_PYTHON_VERSION to 3.79.0, the newest release whose host is part of $sdk; or $alt."
+        langsrc=$(go_module_dir "$lang" "v$lver")
+        langpkg=$lang
+        langreqs=("$lang@v$lver" "$pkg@v$lver" "$sdk@v$lver")
+    fi
+    step_done
+    log "pulumi: language host package $langpkg@v$lver"
+}
+
+# build_pulumi_language_python VERSION ALT: pulumi-language-python and its
+# pulumi-language-python-exec into $BUILD_TMP/out (after locate_pulumi_language_python)
+build_pulumi_language_python() {
+    local lver=$1 alt=$2 sdk=github.com/pulumi/pulumi/sdk/v3
+
+    step "pulumi: resolve + compile pulumi-language-python" "see the log, or $alt."
+    local lw=$BUILD_TMP/wrapper-lang gover
+    gover=$(go_directive "$langsrc/go.mod")
+    require_go "pulumi-language-python v$lver" "$gover" "$alt"
+    upstream_directives "$langsrc/go.mod" >"$BUILD_TMP/directives-lang"
+    write_wrapper "$lw" pulumi-language-python "$gover" "$BUILD_TMP/directives-lang" "${langreqs[@]}"
+    go_resolve_in "$lw" "$langpkg@v$lver" "${langreqs[@]:1}"
+    go_build_in "$lw" "$BUILD_TMP/out/pulumi-language-python" "$langpkg" "$(pulumi_ldflags "$lver")"
+    cp "$lw/go.mod" "$BUILD_TMP/out/build-language-python.go.mod"
+    [[ -f $lw/go.sum ]] && cp "$lw/go.sum" "$BUILD_TMP/out/build-language-python.go.sum"
+    step_done
+
+    # The host runs programs through this Python script, which it expects next
+    # to its own executable (upstream's release archives ship it there).
+    step "pulumi: language host executor pulumi-language-python-exec" "$sdk@v$lver has no python/cmd/pulumi-language-python-exec; set PULUMI_LANGUAGE_PYTHON_VERSION to another version, or $alt."
+    cp "$lsdksrc/python/cmd/pulumi-language-python-exec" "$BUILD_TMP/out/"
+    chmod 0755 "$BUILD_TMP/out/pulumi-language-python-exec"
+    step_done
+
+    step "pulumi: verify pulumi-language-python" "the built language host does not start its gRPC server; see the log."
+    langhost_starts "$BUILD_TMP/out/pulumi-language-python"
+    step_done
 }
 
 # --------------------------------------------------------------------------

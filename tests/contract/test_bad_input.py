@@ -20,6 +20,7 @@ from pathlib import Path
 
 class TofuLike:
     name = "tofulike"
+    companions = ()
     def needs_state(self, folder): return True
     def detect(self, folder):
         found = sorted(p.name for p in Path(folder).glob("*.tf"))

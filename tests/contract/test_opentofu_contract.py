@@ -417,6 +417,24 @@ def test_tfvars_files_and_tf_var_env_count_as_provided(container: Container, tmp
     assert "is valid" in validated.stdout
 
 
+def test_companion_files_join_a_git_checkout(container: Container, stacks_repo: Path, tmp_path: Path) -> None:
+    """With the stack from git, the tfvars the driver's `files` wrote into SCRIPTS_DIRECTORY still apply."""
+    isolate(
+        container,
+        tmp_path,
+        IAC_RUNNER_STACK_NAME=unique("git-companions"),
+        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
+        IAC_RUNNER_SOURCE_PATH="stacks/random-password/opentofu",
+    )
+    files = {"terraform.tfvars.json": json.dumps({"name": "from-driver-files", "length": 20})}
+    result = container.run("create", {}, secrets={"salt": SENTINEL}, files=files)
+    result.assert_ok()
+    assert result.json("values")["name"] == "from-driver-files"
+    assert result.json("values")["length"] == 20
+    assert "using terraform.tfvars.json from SCRIPTS_DIRECTORY" in result.log
+    container.run("destroy", {}, secrets={"salt": SENTINEL}, files=files).assert_ok()
+
+
 def test_own_backend_block_is_kept(container: Container, tmp_path: Path) -> None:
     own = tmp_path / "own" / "terraform.tfstate"
     own.parent.mkdir()
