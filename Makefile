@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 tools:
 	tools/install-engines.sh tofu
 	tools/install-engines.sh providers
+	tools/install-engines.sh pulumi
 
 demo: setup
 	$(BIN)/iac-runner demo

@@ -18,6 +18,7 @@ ENTRY_POINT_GROUP = "iac_runner.backends"
 BUILTINS = {
     "cloudformation": "backends.cloudformation:BACKEND",
     "opentofu": "backends.opentofu:BACKEND",
+    "pulumi": "backends.pulumi:BACKEND",
 }
 
 

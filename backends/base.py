@@ -36,6 +36,8 @@ class StackContext:
     lock_timeout: int = 60
     #: The engine executable when not the backend's default (e.g. `terraform` for the opentofu backend).
     engine_binary: str | None = None
+    #: Release a lock a dead run left on the stack before acting (pulumi cancel); never done unasked.
+    cancel_lock: bool = False
 
     @property
     def all_inputs(self) -> dict[str, Any]:

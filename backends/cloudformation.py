@@ -333,6 +333,7 @@ class CloudFormationBackend:
         summary = ChangeSummary(tuple(changes))
         for change in summary.changes:
             log.resource(change.address, f"will {change.action}", type=change.type)
+        log.info(f"plan: {summary}")
         return summary
 
     def apply(self, ctx: StackContext) -> list[Output]:

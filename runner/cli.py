@@ -129,6 +129,7 @@ def _local_request(args: argparse.Namespace, sink: _ErrorSink) -> RunRequest:
         inputs=inputs,
         secret_inputs=secrets,
         output_files=files,
+        cancel_lock=args.cancel_lock,
     )
 
 
@@ -249,6 +250,11 @@ def _local_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--timeout", type=int, help="overall seconds for the run (default 3600)")
     cmd.add_argument(
         "--lock-timeout", type=int, help="seconds to wait for a state lock held by another run (default 60)"
+    )
+    cmd.add_argument(
+        "--cancel-lock",
+        action="store_true",
+        help="pulumi: release a lock a dead run left on the stack before acting (pulumi cancel)",
     )
     cmd.add_argument(
         "--engine-binary", dest="tofu_binary", help="opentofu backend: the binary to run, tofu or terraform"

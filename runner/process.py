@@ -12,11 +12,13 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from runner.errors import EngineError, Interrupted, RunTimeout
 from runner.log import log
@@ -110,13 +112,15 @@ def run(
     on_stdout: Callable[[str], None] | None = None,
     on_stderr: Callable[[str], None] | None = None,
     doing: str = "running the engine",
+    stdin: str | None = None,
 ) -> Completed:
     """Run an engine command, streaming its lines, redacted, to the callbacks (default: the log).
 
     Returns the engine's output as it printed it, for parsing (an output value may hold a secret the secrets
     file needs whole); whatever shows it to a person redacts it again (the log and the error file do).
     Raises RunTimeout past the deadline and Interrupted after a forwarded signal. A non-zero exit code is
-    returned, not raised: the caller knows what it means for its engine.
+    returned, not raised: the caller knows what it means for its engine. `stdin` is how a secret reaches an
+    engine command that would otherwise take it as an argument.
     """
     deadline.check(doing)
     default = (lambda line: log.engine_line(engine, line)) if on_stdout is None else on_stdout
@@ -126,7 +130,7 @@ def run(
             list(argv),
             cwd=cwd,
             env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             # Own process group: a terminal's Ctrl-C reaches the runner once, and the runner decides.
@@ -138,6 +142,10 @@ def run(
             fix=f"Install {engine} or put it on PATH; `iac-runner backends` shows what each backend finds.",
         ) from None
     _interrupts.children.add(child)
+    if stdin is not None:
+        assert child.stdin is not None
+        with child.stdin:
+            child.stdin.write(stdin.encode())
     collected: dict[str, list[str]] = {"stdout": [], "stderr": []}
     try:
         _pump(child, handlers, collected, deadline, doing)
@@ -187,3 +195,54 @@ def _pump(
     child.wait()
     if killed_at is not None and _interrupts.received is None:
         deadline.check(doing)
+
+
+class TrackedPopen(subprocess.Popen[bytes]):
+    """A Popen for engine processes an SDK starts itself (Pulumi's Automation API): its own process group, and
+    registered for signal forwarding and the deadline while it runs, like the processes of `run`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["start_new_session"] = True
+        super().__init__(*args, **kwargs)
+        _interrupts.children.add(self)
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            _interrupts.children.discard(self)
+
+
+@contextlib.contextmanager
+def supervised(deadline: Deadline, doing: str) -> Iterator[None]:
+    """The deadline and signals for engine processes an SDK starts through `TrackedPopen`: at the deadline they
+    get SIGINT (and SIGKILL after the grace period); a failure that follows a signal or the deadline is
+    reported as such, not as the SDK's error."""
+    deadline.check(doing)
+    finished = threading.Event()
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        for sig, wait in ((signal.SIGINT, GRACE_SECONDS), (signal.SIGKILL, 0.0)):
+            for child in list(_interrupts.children):
+                signal_group(child, sig)
+            if finished.wait(wait):
+                return
+
+    timer = threading.Timer(max(deadline.remaining(), 0.0), expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except Exception:
+        if _interrupts.received is not None:
+            raise interrupted(_interrupts.received) from None
+        if expired.is_set():
+            deadline.check(doing)
+        raise
+    finally:
+        finished.set()
+        timer.cancel()
+    if _interrupts.received is not None:
+        raise interrupted(_interrupts.received)

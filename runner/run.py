@@ -37,6 +37,7 @@ class RunRequest:
     output_files: OutputFiles | None = None
     #: Container mode: a stack's state must be given a home outside the Job (it would die with it).
     container: bool = False
+    cancel_lock: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def execute(request: RunRequest) -> RunResult:
             state_url=_state_url(settings, backend, source.folder, request.container),
             lock_timeout=settings.lock_timeout,
             engine_binary=settings.tofu_binary,
+            cancel_lock=request.cancel_lock,
             env=dict(os.environ),
         )
         log.step(
@@ -100,9 +102,7 @@ def _act(action: Action, backend: Backend, ctx: StackContext) -> _Acted:
     if action == "outputs":
         return _Acted(outputs=backend.outputs(ctx))
     if action == "plan":
-        summary = backend.plan(ctx)
-        log.info(f"plan: {summary}")
-        return _Acted(plan=summary)
+        return _Acted(plan=backend.plan(ctx))
     if action == "apply":
         return _Acted(outputs=backend.apply(ctx))
     backend.validate(ctx)

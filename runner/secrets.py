@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from typing import Any
 
 MASK = "***"
-# Shorter values would mask unrelated text everywhere ("1", "true"); they are still kept out of the
-# values file by the output split, just not searched for in free text.
-MIN_LENGTH = 4
+# Shorter values would mask unrelated text everywhere ("true", "pass" in "password"); they are still kept
+# out of the values file by the output split, just not searched for in free text.
+MIN_LENGTH = 6
 
 
 class SecretRegistry:
