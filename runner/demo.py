@@ -98,6 +98,8 @@ def _run_example(example: Example, cloud: Emulator, repo: str, tmp: Path) -> Out
         "IAC_RUNNER_STACK_NAME": f"demo-{example.family}-{example.backend}",
         "IAC_RUNNER_STATE_URL": (tmp / "state").as_uri(),
         "IAC_RUNNER_LOG_FORMAT": log.format,
+        # The pulumi examples encrypt their secret config with it; a real job maps it from a secret.
+        "PULUMI_CONFIG_PASSPHRASE": os.environ.get("PULUMI_CONFIG_PASSPHRASE", "demo-passphrase-not-secret"),
         **{f"IAC_RUNNER_SECRET_{k}": str(v) for k, v in secrets.items()},
     }
     outputs = 0
