@@ -31,6 +31,7 @@ DEFAULT_BINARY = "tofu"
 # The pinned engines `make tools` builds; used when the binary is not on PATH.
 TOOLS = Path(__file__).resolve().parent.parent / ".tools"
 OVERRIDE_FILE = "zz_iac_runner_backend_override.tf"
+_VARIABLE_HEADER = re.compile(r'^\s*variable\s+"([^"]+)"', re.MULTILINE)
 _BACKEND_BLOCK = re.compile(r'^\s*backend\s+"[A-Za-z0-9_-]+"\s*\{', re.MULTILINE)
 _ACTIONS = {"create": "add", "update": "change", "delete": "remove", "replace": "replace"}
 # Diagnostics about the inputs: configuration errors however late the engine finds them.
@@ -126,8 +127,8 @@ class OpenTofuBackend:
     companions = ("terraform.tfvars", "terraform.tfvars.json", "*.auto.tfvars", "*.auto.tfvars.json", "backend.tf")
 
     def detect(self, folder: Path) -> str | None:
-        found = sorted(p.name for pattern in ("*.tf", "*.tofu") for p in folder.glob(pattern))
-        return found[0] if found else None
+        found = _sources(folder)
+        return found[0].name if found else None
 
     def needs_state(self, folder: Path) -> bool:
         return not _declares_backend(folder)
@@ -160,13 +161,13 @@ class OpenTofuBackend:
     def plan(self, ctx: StackContext) -> ChangeSummary:
         with _Tofu(ctx) as tofu:
             tofu.init()
-            tofu.check_inputs(required=False)
+            tofu.check_secret_names()
             return tofu.plan(save=False).summary
 
     def apply(self, ctx: StackContext) -> list[Output]:
         with _Tofu(ctx) as tofu:
             tofu.init()
-            tofu.check_inputs(required=False)
+            tofu.check_secret_names()
             planned = tofu.plan(save=True)
             if planned.summary.changes:
                 tofu.apply_plan()
@@ -289,6 +290,14 @@ class _Tofu:
         missing = [name for name, required in declared.items() if required and name not in provided]
         if missing:
             raise _inputs_error(f"Required variable {missing[0]!r} has no value.", declared)
+
+    def check_secret_names(self) -> None:
+        """Secret inputs reach tofu as TF_VAR_*, which it ignores when undeclared, so their names are checked here
+        (plain inputs tofu checks itself, through the tfvars file). A quick look at the `variable` headers first;
+        the full parse only when one seems missing, for the message."""
+        text = "\n".join(_strip_comments(path.read_text(errors="replace")) for path in _sources(self.ctx.folder))
+        if not set(self.ctx.secret_inputs) <= set(_VARIABLE_HEADER.findall(text)):
+            self.check_inputs(required=False)
 
     def plan(self, save: bool) -> _Planned:
         log.step("tofu plan")
@@ -465,10 +474,15 @@ def _state_location(kind: str, settings: Mapping[str, Any]) -> str:
 
 def _declares_backend(folder: Path) -> bool:
     """Whether the stack brings its own backend block (e.g. a `backend.tf` the driver's files wrote)."""
-    for path in (*folder.glob("*.tf"), *folder.glob("*.tofu")):
+    for path in _sources(folder):
         if path.name != OVERRIDE_FILE and _BACKEND_BLOCK.search(_strip_comments(path.read_text(errors="replace"))):
             return True
     return False
+
+
+def _sources(folder: Path) -> list[Path]:
+    """The stack's configuration files."""
+    return sorted((*folder.glob("*.tf"), *folder.glob("*.tofu")))
 
 
 def _strip_comments(text: str) -> str:
@@ -486,7 +500,7 @@ def _declared_variables(folder: Path) -> tuple[dict[str, bool], bool]:
 
     declared: dict[str, bool] = {}
     complete = True
-    for path in sorted((*folder.glob("*.tf"), *folder.glob("*.tofu"))):
+    for path in _sources(folder):
         try:
             with path.open() as handle:
                 blocks = hcl2.load(handle).get("variable", [])

@@ -3,6 +3,7 @@
 - `iac-runner --help`: median wall time (target <= 150 ms) and which heavy modules it imported (none allowed).
 - cloudformation: apply of an unchanged stack on moto, the runner (CLI, as a user runs it) against a bare boto3
   script making the same API calls; the runner's peak memory during that apply (target <= 200 MB).
+- pulumi: `up` of an unchanged stack, the runner against a bare Automation API script doing the same.
 - opentofu: apply of an unchanged stack, the runner against the bare `tofu init && tofu apply -auto-approve &&
   tofu output -json` on a copy of the same stack (fixed overhead target <= 0.3 s offline, ratio <= 1.05 with a
   real provider), and `tofu init` with a cold and a warm shared plugin cache.
@@ -49,6 +50,20 @@ except ClientError as exc:
     assert "No updates" in str(exc), exc
 outputs = cfn.describe_stacks(StackName=name)["Stacks"][0]["Outputs"]
 json.dump({o["OutputKey"]: o["OutputValue"] for o in outputs}, sys.stdout)
+"""
+# A bare Automation API script doing what the runner does for an unchanged stack: select it, set its config
+# (plain and secret), `up`, read the outputs.
+BARE_PULUMI = """
+import json, sys
+from pulumi import automation as auto
+folder, inputs, secrets = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+stack = auto.create_or_select_stack("bench-bare", work_dir=folder)
+text = {k: v if isinstance(v, str) else json.dumps(v) for k, v in inputs.items()}
+config = {f"random-password:{k}": auto.ConfigValue(v) for k, v in text.items()}
+config.update({f"random-password:{k}": auto.ConfigValue(v, secret=True) for k, v in secrets.items()})
+stack.set_all_config(config)
+stack.up()
+json.dump({k: v.value for k, v in stack.outputs().items()}, sys.stdout)
 """
 BARE_TOFU = (
     "{tofu} init -input=false >/dev/null && {tofu} apply -auto-approve -input=false >/dev/null && {tofu} output -json"
@@ -173,6 +188,52 @@ def bench_opentofu(rows: Rows, env: Mapping[str, str], cloud: Emulator, tmp: Pat
         rows.append((f"opentofu init, {family}: cold / warm plugin cache", f"{cold:.2f} s / {warm:.2f} s"))
 
 
+def bench_pulumi(rows: Rows, env: Mapping[str, str], tmp: Path) -> None:
+    pulumi = shutil.which("pulumi") or str(TOOLS / "bin" / "pulumi")
+    if not Path(pulumi).exists():
+        rows.append(("pulumi", "pulumi not found: run `make tools`"))
+        return
+    family = STACKS / "random-password"
+    inputs = json.loads((family / "inputs.json").read_text())
+    secrets = json.loads((family / "secret-inputs.json").read_text())
+    inputs_file = tmp / "pulumi-inputs.json"
+    inputs_file.write_text(json.dumps(inputs))
+    base = {
+        **env,
+        "PATH": f"{Path(pulumi).parent}{os.pathsep}{env.get('PATH', '')}",
+        "PULUMI_CONFIG_PASSPHRASE": "bench-passphrase",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+        "PULUMI_HOME": str(tmp / "pulumi-home"),
+        "PULUMI_PYTHON_CMD": sys.executable,
+    }
+    bare_dir = tmp / "pulumi-bare"
+    shutil.copytree(family / "pulumi", bare_dir)
+    (tmp / "pulumi-bare-state").mkdir()
+    bare_env = {**base, "PULUMI_BACKEND_URL": (tmp / "pulumi-bare-state").as_uri()}
+    bare = [sys.executable, "-c", BARE_PULUMI, str(bare_dir), json.dumps(inputs), json.dumps(secrets)]
+    runner_env = {**base, **{f"IAC_RUNNER_SECRET_{k}": v for k, v in secrets.items()}}
+    apply = [
+        *CLI,
+        "apply",
+        str(family / "pulumi"),
+        "--inputs",
+        str(inputs_file),
+        "--stack-name",
+        "bench-runner",
+        "--state-url",
+        (tmp / "pulumi-state").as_uri(),
+        "--out-dir",
+        str(tmp),
+    ]
+    timed(bare, bare_env)
+    timed(apply, runner_env)
+    runner_time, runner_rss = median_of(lambda: timed(apply, runner_env))
+    bare_time, _ = median_of(lambda: timed(bare, bare_env))
+    side_by_side(rows, "pulumi up, unchanged (dynamic provider)", runner_time, bare_time)
+    rows.append(("peak memory during pulumi up: iac-runner", f"{runner_rss / 1024:.0f} MB"))
+
+
 def _unique(inputs: Mapping[str, object], side: str) -> dict[str, object]:
     """The inputs with globally named things (an S3 bucket) made distinct per side, so both can exist."""
     return {**inputs, **({"bucket": f"bench-{side}"} if "bucket" in inputs else {})}
@@ -199,6 +260,7 @@ def main() -> int:
     with running() as cloud, tempfile.TemporaryDirectory() as tmp:
         bench_cloudformation(rows, env, cloud, Path(tmp))
         bench_opentofu(rows, env, cloud, Path(tmp))
+        bench_pulumi(rows, env, Path(tmp))
     width = max(len(k) for k, _ in rows)
     print(f"iac-runner benchmarks ({ROUNDS} rounds each, medians; moto on loopback)")
     for key, value in rows:
