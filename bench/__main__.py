@@ -207,8 +207,10 @@ def bench_pulumi(rows: Rows, env: Mapping[str, str], tmp: Path) -> None:
         "PULUMI_HOME": str(tmp / "pulumi-home"),
         "PULUMI_PYTHON_CMD": sys.executable,
     }
-    bare_dir = tmp / "pulumi-bare"
+    # Both sides on copies: stack config is written beside the program (as `pulumi config set` does).
+    bare_dir, runner_dir = tmp / "pulumi-bare", tmp / "pulumi-runner"
     shutil.copytree(family / "pulumi", bare_dir)
+    shutil.copytree(family / "pulumi", runner_dir)
     (tmp / "pulumi-bare-state").mkdir()
     bare_env = {**base, "PULUMI_BACKEND_URL": (tmp / "pulumi-bare-state").as_uri()}
     bare = [sys.executable, "-c", BARE_PULUMI, str(bare_dir), json.dumps(inputs), json.dumps(secrets)]
