@@ -218,7 +218,7 @@ def bench_pulumi(rows: Rows, env: Mapping[str, str], tmp: Path) -> None:
     apply = [
         *CLI,
         "apply",
-        str(family / "pulumi"),
+        str(runner_dir),
         "--inputs",
         str(inputs_file),
         "--stack-name",
