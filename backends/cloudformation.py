@@ -321,9 +321,7 @@ class CloudFormationBackend:
             resources = (template.data.get("Resources") or {}).items()
             adds = (ResourceChange(n, "add", str(r.get("Type", ""))) for n, r in resources if isinstance(r, dict))
             return ChangeSummary(tuple(adds))
-        if stack and stack["StackStatus"] not in UPDATABLE and stack["StackStatus"] != "REVIEW_IN_PROGRESS":
-            raise _blocked(name, stack)
-        kind = "UPDATE" if stack and stack["StackStatus"] in UPDATABLE else "CREATE"
+        kind = _change_set_type(name, stack)
         change_set = self._create_change_set(cfn, ctx, name, template, kind)
         try:
             changes = self._changes(cfn, change_set) if change_set else ()
@@ -347,9 +345,7 @@ class CloudFormationBackend:
             )
             self._delete(cfn, ctx, stack["StackId"])
             stack = None
-        if stack and stack["StackStatus"] not in UPDATABLE and stack["StackStatus"] != "REVIEW_IN_PROGRESS":
-            raise _blocked(name, stack)
-        kind = "UPDATE" if stack and stack["StackStatus"] in UPDATABLE else "CREATE"
+        kind = _change_set_type(name, stack)
         log.step(f"{'updating' if kind == 'UPDATE' else 'creating'} stack {name} with a change set")
         change_set = self._create_change_set(cfn, ctx, name, template, kind)
         if change_set is None:
@@ -548,6 +544,18 @@ def _region() -> str | None:
     import boto3
 
     return boto3.session.Session().region_name or os.environ.get("AWS_REGION")
+
+
+def _change_set_type(name: str, stack: Mapping[str, Any] | None) -> str:
+    """UPDATE for a stable stack, CREATE for a new one (or one a change set left in review); other states
+    block changes until an operator steps in."""
+    status = stack["StackStatus"] if stack else None
+    if status in UPDATABLE:
+        return "UPDATE"
+    if status is None or status == "REVIEW_IN_PROGRESS":
+        return "CREATE"
+    assert stack is not None
+    raise _blocked(name, stack)
 
 
 def _blocked(name: str, stack: Mapping[str, Any]) -> EngineError:
