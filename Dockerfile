@@ -1,19 +1,57 @@
-# First version: the runner with the CloudFormation backend. The engines (tofu, pulumi) join through the
-# project's own tools step in a Go builder stage.
-FROM python:3.11-slim AS runtime
+# The image a Container Driver job runs: `iac-runner container` with OpenTofu, the Pulumi CLI (+ its Python
+# language host and dynamic-provider plugin) and the CloudFormation backend.
+#
+#   docker build -t iac-driver-runner .
+#
+# Needs BuildKit (Docker >= 23's default builder; DOCKER_BUILDKIT=1 on 20.10) or buildah/podman, for RUN --mount.
+#
+# Every install step is a script under image/; tests/integration/test_image.py runs the same scripts outside
+# Docker. Build tools (Go) exist only in the `engines` stage; the final stage has none.
 
-RUN apt-get update \
- && apt-get install -y --no-install-recommends git openssh-client \
- && rm -rf /var/lib/apt/lists/* \
- && useradd --uid 1000 --create-home --shell /usr/sbin/nologin runner
+# ---- engines: the project's own tools step, same pins as `make tools` (tools/versions.env).
+# Go >= 1.26.6 is what OpenTofu 1.12.6's go.mod asks for; GOTOOLCHAIN=local in this image, so the tag matters.
+FROM golang:1.26.8-bookworm AS engines
+# The Go module proxy to build from (the image's default, proxy.golang.org, when not given).
+ARG GOPROXY
+WORKDIR /src
+COPY tools/ tools/
+COPY image/install-engines.sh image/
+# The Go caches and the tool cache persist between builds (a rebuild relinks in seconds); the layer keeps only
+# /opt/iac-runner: bin/, providers/, tofu.tfrc, build-info/.
+RUN --mount=type=cache,target=/root/.cache --mount=type=cache,target=/go/pkg/mod \
+    image/install-engines.sh /opt/iac-runner
 
-WORKDIR /opt/iac-runner
+# ---- runner: the project with its `pulumi` extra (the Automation API, pinned to the CLI above) in a venv.
+FROM python:3.11-slim-bookworm AS runner
+WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY runner ./runner
-COPY backends ./backends
-RUN pip install --no-cache-dir . \
- && rm -rf /root/.cache
+COPY runner/ runner/
+COPY backends/ backends/
+COPY image/install-runner.sh image/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    image/install-runner.sh /src /opt/iac-runner/venv pulumi
 
+# ---- the image: slim Python 3.11 (pulumi 3.79's grpcio pin has wheels up to 3.11), git, ssh, no build tools.
+FROM python:3.11-slim-bookworm
+LABEL org.opencontainers.image.title="iac-driver-runner" \
+      org.opencontainers.image.description="Runs OpenTofu, Pulumi and CloudFormation stacks as a Container Driver job" \
+      org.opencontainers.image.licenses="Apache-2.0"
+RUN --mount=type=bind,source=image,target=/tmp/image \
+    /tmp/image/install-system-packages.sh git openssh-client ca-certificates
+COPY --from=engines /opt/iac-runner/ /opt/iac-runner/
+COPY --from=runner /opt/iac-runner/venv/ /opt/iac-runner/venv/
+RUN --mount=type=bind,source=image,target=/tmp/image \
+    /tmp/image/create-user.sh / 1000 runner /home/runner
+# The runner finds the engines on PATH and tofu's offline provider mirror through TF_CLI_CONFIG_FILE. It writes
+# only under HOME (tofu's plugin cache, Pulumi's home, virtualenvs) and /tmp (its container-mode work dirs).
+ENV PATH=/opt/iac-runner/venv/bin:/opt/iac-runner/bin:$PATH \
+    HOME=/home/runner \
+    TF_CLI_CONFIG_FILE=/opt/iac-runner/tofu.tfrc \
+    TF_PLUGIN_CACHE_DIR=/home/runner/.cache/iac-driver-runner/tofu-plugin-cache \
+    PULUMI_HOME=/home/runner/.pulumi \
+    PULUMI_SKIP_UPDATE_CHECK=true \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /home/runner
 USER 1000
-ENV HOME=/home/runner PYTHONUNBUFFERED=1
 ENTRYPOINT ["iac-runner", "container"]

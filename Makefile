@@ -30,6 +30,7 @@ lint: setup
 	$(BIN)/ruff check runner backends tests bench
 	$(BIN)/ruff format --check runner backends tests bench
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit -q

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -55,7 +56,7 @@ def execute(request: RunRequest) -> RunResult:
     deadline = Deadline(settings.timeout)
     if request.output_files and request.action in WRITES_OUTPUTS:
         _check_output_files(request.output_files)
-    with forward_signals(), checkout(settings, request.base_dir, deadline) as source:
+    with forward_signals(), checkout(settings, request.base_dir, deadline) as source, _work_root(request) as work_root:
         stack_file = load_stack_file(source.folder)
         backend = _backend(settings.backend or stack_file.backend, source.folder)
         if request.container and source.commit:
@@ -68,7 +69,7 @@ def execute(request: RunRequest) -> RunResult:
             secret_inputs=dict(request.secret_inputs),
             stack_file=stack_file,
             deadline=deadline,
-            work_dir=_work_root(request) / sanitize(stack_name, allowed="a-zA-Z0-9_.-", max_length=100),
+            work_dir=work_root / sanitize(stack_name, allowed="a-zA-Z0-9_.-", max_length=100),
             state_url=_state_url(settings, backend, source.folder, request.container),
             lock_timeout=settings.lock_timeout,
             engine_binary=settings.tofu_binary,
@@ -148,11 +149,15 @@ def _state_url(settings: Settings, backend: Backend, folder: Path, container: bo
     return (state_home / "iac-driver-runner" / "state").as_uri()
 
 
-def _work_root(request: RunRequest) -> Path:
+@contextlib.contextmanager
+def _work_root(request: RunRequest) -> Iterator[Path]:
+    """Where engines keep their working files: private to the run in a container (the Job is thrown away
+    anyway), a per-user cache locally so that providers and plugins are not fetched again."""
     if request.container:
-        return Path(tempfile.gettempdir()) / "iac-runner-work"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "iac-driver-runner" / "work"
+        with tempfile.TemporaryDirectory(prefix="iac-runner-work-") as tmp:
+            yield Path(tmp)
+        return
+    yield Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "iac-driver-runner" / "work"
 
 
 def _check_output_files(files: OutputFiles) -> None:
