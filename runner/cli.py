@@ -160,6 +160,84 @@ def _demo(args: argparse.Namespace, sink: _ErrorSink) -> int:
     return run_demo()
 
 
+def _definition_render(args: argparse.Namespace, sink: _ErrorSink) -> int:
+    from runner.render import RenderRequest, render
+    from runner.settings import load_inputs_file
+
+    request = RenderRequest(
+        backend=args.backend,
+        source_url=args.source_url,
+        ref=args.source_ref,
+        path=args.source_path,
+        resource_type=args.resource_type,
+        id=args.id,
+        image=args.image,
+        format=args.format,
+        state_url=args.state_url,
+        inputs=load_inputs_file(Path(args.inputs), "--inputs") if args.inputs else None,
+        secret_inputs=args.secret_input,
+        secret_store=args.secret_store,
+        git_auth=args.git_auth,
+        action=args.action,
+        driver_account=args.driver_account,
+    )
+    sys.stdout.write(render(request))
+    return ExitCode.OK
+
+
+def _definition_validate(args: argparse.Namespace, sink: _ErrorSink) -> int:
+    from runner.gitops import Options, validate
+    from runner.settings import parse_assignments
+
+    options = Options(
+        url_map=parse_assignments(args.url_map, "--url-map", as_json=False),
+        secrets=parse_assignments(args.secret, "--secret", as_json=False),
+        offline=args.offline,
+    )
+    REGISTRY.add_all(options.secrets.values())
+    unknown = sorted(set(options.secrets) - {"source.password", "source.ssh_key"})
+    if unknown:
+        raise ConfigError(
+            f"--secret {unknown[0]} is not a secret validate uses.",
+            where="--secret",
+            fix="validate takes source.password (a token) or source.ssh_key, to check out private repositories.",
+        )
+    report = validate(Path(args.dir), options)
+    for problem in report.problems:
+        print(REGISTRY.redact(problem.render()))
+    verdict = f"{len(report.problems)} problem(s)" if report.problems else "no problems"
+    print(f"{report.definitions} definition(s) in {report.files} file(s) checked: {verdict}")
+    return ExitCode.CONFIG if report.problems or not report.definitions else ExitCode.OK
+
+
+def _driver_emulate(args: argparse.Namespace, sink: _ErrorSink) -> int:
+    from runner.emulate import EmulateRequest, emulate
+    from runner.settings import parse_assignments
+
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    if out_dir is not None and not out_dir.is_dir():
+        raise ConfigError(f"--out-dir {out_dir} is not a directory.", fix="Create it first.")
+    secrets = parse_assignments(args.secret, "--secret", as_json=False)
+    REGISTRY.add_all(secrets.values())
+    request = EmulateRequest(
+        definition=Path(args.definition),
+        action=args.action,
+        inputs=Path(args.inputs) if args.inputs else None,
+        secrets=secrets,
+        endpoint=args.endpoint,
+        docker=args.docker,
+        placeholders=parse_assignments(args.placeholder, "--placeholder", as_json=False),
+        url_map=parse_assignments(args.url_map, "--url-map", as_json=False),
+        state_url=args.state_url,
+        out_dir=out_dir,
+        keep=args.keep,
+        timeout=args.timeout,
+    )
+    result = emulate(request)
+    print(result.summary())
+    return result.exit_code
+
+
 # -- parser --------------------------------------------------------------------------------------------
 
 _SETTING_FLAGS = (
@@ -210,7 +288,109 @@ def _parser() -> argparse.ArgumentParser:
         _local_flags(cmd)
     _command(sub, "backends", _backends, common, "list the backends and the engine version each would use")
     _command(sub, "demo", _demo, common, "run every example stack against an embedded AWS emulator (moto)")
+    _definition_commands(sub, common)
+    _driver_commands(sub, common)
     return parser
+
+
+def _definition_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    group = sub.add_parser(
+        "definition",
+        parents=[common],
+        help="render and check Humanitec resource definitions (humanitec/container)",
+        description="Render resource definitions and Kubernetes Jobs from the templates; check a GitOps folder.",
+    )
+    commands = group.add_subparsers(dest="definition_command", required=True, metavar="COMMAND")
+    render = _command(commands, "render", _definition_render, common, "print a ready definition (or Job), checked")
+    render.add_argument("--backend", required=True, help="opentofu, pulumi or cloudformation")
+    render.add_argument("--source-url", required=True, help="the git URL of the stacks repository")
+    render.add_argument(
+        "--ref",
+        dest="source_ref",
+        default="main",
+        help="a branch (becomes refs/heads/NAME), refs/tags/TAG or a commit SHA (default: main)",
+    )
+    render.add_argument("--path", dest="source_path", required=True, help="the stack's folder in the repository")
+    render.add_argument("--resource-type", required=True, help="the resource type it provisions (s3, postgres, ...)")
+    render.add_argument("--id", required=True, help="the definition's id (a Job: the stack's name)")
+    render.add_argument("--image", required=True, help="the iac-driver-runner image, e.g. ghcr.io/acme/iac-runner:0.1")
+    render.add_argument("--format", choices=("definition", "job"), default="definition", help="default: definition")
+    render.add_argument("--state-url", help="s3://bucket/prefix for engine state (default: the config resource's)")
+    render.add_argument("--inputs", help="JSON file with the stack's inputs (placeholders allowed in values)")
+    render.add_argument(
+        "--secret-input",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a secret input of the stack, read from the secret store; repeatable",
+    )
+    render.add_argument("--secret-store", default="platform-secrets", help="the secret store of secret_refs")
+    render.add_argument("--git-auth", choices=("token", "ssh", "none"), help="default: from the URL's scheme")
+    render.add_argument("--action", choices=("create", "destroy"), default="create", help="--format job: the action")
+    render.add_argument("--driver-account", help="the cloud account whose credentials the job gets")
+    validate = _command(
+        commands, "validate", _definition_validate, common, "check every resource definition of a GitOps folder"
+    )
+    validate.add_argument("dir", metavar="DIR", help="the folder (or one file) of resource definitions")
+    validate.add_argument(
+        "--url-map",
+        action="append",
+        default=[],
+        metavar="URL=OTHER",
+        help="check out OTHER where a definition's source.url is URL (a local clone, a mirror); repeatable",
+    )
+    validate.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="source.password or source.ssh_key for private repositories (or IAC_RUNNER_SOURCE_TOKEN / _SSH_KEY)",
+    )
+    validate.add_argument("--offline", action="store_true", help="skip the checks that check the source out")
+
+
+def _driver_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    group = sub.add_parser(
+        "driver",
+        parents=[common],
+        help="run a resource definition here, as the Container Driver would",
+        description="Reproduce what the Container Driver does with a resource definition, on this machine.",
+    )
+    commands = group.add_subparsers(dest="driver_command", required=True, metavar="COMMAND")
+    emulate = _command(
+        commands, "emulate", _driver_emulate, common, "run a definition's job here, as the Container Driver would"
+    )
+    emulate.add_argument("definition", metavar="DEFINITION", help="the resource definition (YAML)")
+    emulate.add_argument("--action", choices=("create", "destroy"), required=True, help="the driver's ACTION")
+    emulate.add_argument("--inputs", help="JSON file of resource inputs: replaces the definition's inputs file")
+    emulate.add_argument(
+        "--secret",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a secret reference's value: a job variable (IAC_RUNNER_SECRET_x also as x), source.password, "
+        "source.ssh_key; repeatable (the environment variable of the same name works too)",
+    )
+    emulate.add_argument(
+        "--endpoint",
+        help="moto (start the embedded emulator), an emulator's http:// URL, or aws "
+        "(default: moto unless AWS credentials are set)",
+    )
+    emulate.add_argument("--docker", action="store_true", help="run the job's image with Docker instead")
+    emulate.add_argument(
+        "--placeholder",
+        action="append",
+        default=[],
+        metavar="EXPR=VALUE",
+        help="the value of a ${EXPR} placeholder, e.g. context.app.id=shop; repeatable",
+    )
+    emulate.add_argument(
+        "--url-map", action="append", default=[], metavar="URL=OTHER", help="check out OTHER where source.url is URL"
+    )
+    emulate.add_argument("--state-url", help="engine state here instead (default: a per-user folder)")
+    emulate.add_argument("--out-dir", help="copy outputs.json, secret-outputs.json and error.txt here")
+    emulate.add_argument("--keep", action="store_true", help="keep the shared directory (its path is logged)")
+    emulate.add_argument("--timeout", type=float, help="seconds for the whole job (default: its own + 300)")
 
 
 def _command(

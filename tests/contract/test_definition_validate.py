@@ -1,0 +1,264 @@
+"""`iac-runner definition validate DIR`: a GitOps folder of resource definitions checked as the driver and the
+runner will see them (the source really checked out of a file:// git repository), each problem as `file:line`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, base_env, run_cli
+
+URL = "https://git.example.invalid/platform/stacks.git"
+# A clean definition; each case below breaks it in one way.
+BASE = """\
+apiVersion: entity.humanitec.io/v1b1
+kind: Definition
+metadata:
+  id: @NAME@
+entity:
+  name: @NAME@
+  type: s3
+  driver_type: humanitec/container
+  driver_account: aws-iac-runner
+  driver_inputs:
+    values:
+      job:
+        image: ghcr.io/acme/iac-driver-runner:0.1.0
+        command: ["iac-runner", "container"]
+        shared_directory: /home/runner/workspace
+        variables:
+          IAC_RUNNER_BACKEND: opentofu
+          IAC_RUNNER_SOURCE_PATH: stacks/s3-bucket/opentofu
+          IAC_RUNNER_STACK_NAME: ${context.res.guresid}
+          IAC_RUNNER_STATE_URL: ${resources['config.iac-runner'].outputs.state_url}
+          RESOURCE_INPUTS_FILE: resource-inputs.json
+      cluster: ${resources['config.iac-runner'].outputs.cluster}
+      credentials_config:
+        environment:
+          AWS_ACCESS_KEY_ID: AccessKeyId
+          AWS_SECRET_ACCESS_KEY: SecretAccessKey
+      source:
+        url: @URL@
+        ref: refs/heads/main
+      files:
+        resource-inputs.json: |
+          {
+            "bucket": "${context.app.id}-${context.env.id}",
+            "versioning": true
+          }
+    secret_refs:
+      source:
+        password:
+          store: platform-secrets
+          ref: iac-runner/git-token
+      job:
+        variables:
+          IAC_RUNNER_SECRET_apiToken:
+            store: platform-secrets
+            ref: s3-bucket/api-token
+  criteria:
+    - class: opentofu
+""".replace("@URL@", URL)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    old: str
+    new: str
+    #: The line the problem is reported at: the first line of the broken file holding this text.
+    at: str
+    message: str
+
+
+CASES = [
+    Case("malformed-yaml", "        image: ghcr", "       image: ghcr", "command: [", "is not valid YAML"),
+    Case(
+        "missing-field",
+        "        image: ghcr.io/acme/iac-driver-runner:0.1.0\n",
+        "",
+        "      job:",
+        "job.image is missing",
+    ),
+    Case(
+        "wrong-type",
+        'command: ["iac-runner", "container"]',
+        "command: iac-runner container",
+        "command:",
+        "values.job.command has the wrong type",
+    ),
+    Case("unknown-input", "      source:\n", "      sources:\n", "sources:", "unknown driver input"),
+    Case("unknown-ref", "ref: refs/heads/main", "ref: refs/heads/no-such-branch", "ref:", "does not exist in"),
+    Case(
+        "missing-path",
+        "SOURCE_PATH: stacks/s3-bucket/opentofu",
+        "SOURCE_PATH: stacks/s3-bucket/terraform",
+        "IAC_RUNNER_SOURCE_PATH",
+        "'stacks/s3-bucket/terraform' does not exist",
+    ),
+    Case(
+        "wrong-backend",
+        "IAC_RUNNER_BACKEND: opentofu",
+        "IAC_RUNNER_BACKEND: cloudformation",
+        "IAC_RUNNER_BACKEND",
+        "holds no cloudformation stack (it holds a stack of the opentofu backend)",
+    ),
+    Case(
+        "undeclared-input",
+        '"versioning": true',
+        '"versioning": true,\n            "colour": "blue"',
+        '"colour"',
+        "input 'colour' is not declared by the opentofu stack",
+    ),
+    Case(
+        "secret-input-as-value",
+        "          RESOURCE_INPUTS_FILE",
+        "          IAC_RUNNER_SECRET_dbPassword: hunter2-plain\n          RESOURCE_INPUTS_FILE",
+        "IAC_RUNNER_SECRET_dbPassword",
+        "job variable IAC_RUNNER_SECRET_dbPassword is a secret passed as a plain value",
+    ),
+    Case(
+        "password-as-value",
+        "          RESOURCE_INPUTS_FILE",
+        "          DB_PASSWORD: hunter2-plain\n          RESOURCE_INPUTS_FILE",
+        "DB_PASSWORD",
+        "job variable DB_PASSWORD is a secret passed as a plain value",
+    ),
+    Case(
+        "token-in-source",
+        "        ref: refs/heads/main\n",
+        "        ref: refs/heads/main\n        password: ghp-plain-token\n",
+        "password: ghp",
+        "source.password is a secret passed as a plain value",
+    ),
+    Case(
+        "stack-secret-in-inputs-file",
+        '"versioning": true',
+        '"versioning": true,\n            "apiToken": "plain-token"',
+        '"apiToken"',
+        "input 'apiToken' is a secret of the stack, passed as a plain value",
+    ),
+    Case(
+        "unknown-setting",
+        "          RESOURCE_INPUTS_FILE",
+        "          IAC_RUNNER_STATEURL: s3://bucket/x\n          RESOURCE_INPUTS_FILE",
+        "IAC_RUNNER_STATEURL",
+        "not a setting of iac-runner (did you mean IAC_RUNNER_STATE_URL?)",
+    ),
+    Case(
+        "no-state-url",
+        "          IAC_RUNNER_STATE_URL: ${resources['config.iac-runner'].outputs.state_url}\n",
+        "",
+        "        variables:",
+        "IAC_RUNNER_STATE_URL is not set",
+    ),
+    Case(
+        "bad-state-url",
+        "IAC_RUNNER_STATE_URL: ${resources['config.iac-runner'].outputs.state_url}",
+        "IAC_RUNNER_STATE_URL: http://state.example.com/x",
+        "IAC_RUNNER_STATE_URL",
+        "must be file:///absolute/dir or s3://bucket[/prefix]",
+    ),
+    Case("inputs-not-json", '"versioning": true', '"versioning": yes', '"versioning": yes', "is not valid JSON"),
+    Case(
+        "missing-required-input",
+        '            "bucket": "${context.app.id}-${context.env.id}",\n',
+        "",
+        "resource-inputs.json:",
+        "requires input 'bucket'",
+    ),
+    Case(
+        "duplicate-key",
+        "        ref: refs/heads/main\n",
+        "        ref: refs/heads/main\n        ref: main\n",
+        "ref: main",
+        "duplicate key",
+    ),
+    Case(
+        "placeholder-syntax",
+        "cluster: ${resources['config.iac-runner'].outputs.cluster}",
+        "cluster: resources.config.cluster",
+        "cluster:",
+        "must be an object or a single ${...} placeholder",
+    ),
+    Case(
+        "pulumi-without-passphrase",
+        "IAC_RUNNER_BACKEND: opentofu",
+        "IAC_RUNNER_BACKEND: pulumi",
+        "      job:\n        variables:",
+        "no PULUMI_CONFIG_PASSPHRASE",
+    ),
+]
+
+
+def line_of(text: str, needle: str) -> int:
+    """The line of the needle's last line, at its first occurrence."""
+    return text[: text.index(needle) + len(needle)].count("\n") + 1
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    folder = tmp_path_factory.mktemp("gitops")
+    texts = {}
+    for case in CASES:
+        assert case.old in BASE, case.name
+        text = BASE.replace("@NAME@", case.name).replace(case.old, case.new, 1)
+        (folder / f"{case.name}.yaml").write_text(text)
+        texts[case.name] = text
+    (folder / "clean.yaml").write_text(BASE.replace("@NAME@", "clean"))
+    (folder / "same-id.yaml").write_text(BASE.replace("@NAME@", "clean"))
+    (folder / "README.md").write_text("not a definition\n")
+    (folder / "kustomization.yaml").write_text("resources: []\n")
+    return folder, texts
+
+
+@pytest.fixture(scope="module")
+def report(broken: tuple[Path, dict[str, str]], stacks_repo: Path) -> tuple[int, str]:
+    folder, _ = broken
+    result = run_cli(["definition", "validate", str(folder), "--url-map", f"{URL}={stacks_repo.as_uri()}"], base_env())
+    return result.returncode, result.stdout
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_each_broken_definition_is_reported_at_its_line(
+    case: Case, broken: tuple[Path, dict[str, str]], report: tuple[int, str]
+) -> None:
+    code, stdout = report
+    assert code == 2
+    text = broken[1][case.name]
+    line = line_of(text, case.at)
+    reported = [x for x in stdout.splitlines() if re.search(rf"/{re.escape(case.name)}\.yaml:\d+: ", x)]
+    assert reported, f"{case.name}: nothing reported\n{stdout}"
+    assert any(f"{case.name}.yaml:{line}: " in x and case.message in x for x in reported), (
+        f"{case.name}: expected line {line} with {case.message!r}; got:\n" + "\n".join(reported)
+    )
+
+
+def test_clean_definitions_pass_and_other_files_are_skipped(report: tuple[int, str]) -> None:
+    _, stdout = report
+    assert not [x for x in stdout.splitlines() if re.match(r"\S*/clean\.yaml:", x)]
+    assert "README.md:" not in stdout and "kustomization.yaml:" not in stdout
+    same = [x for x in stdout.splitlines() if "/same-id.yaml:4: " in x]
+    assert same and "metadata.id 'clean' is already used at" in same[0]
+    assert "plain-token" not in stdout and "hunter2" not in stdout, "secret values are never echoed"
+    # The malformed file holds no definition; the two clean ones do; kustomization.yaml is no definition.
+    assert f"{len(CASES) + 1} definition(s) in {len(CASES) + 3} file(s) checked" in stdout
+
+
+def test_examples_gitops_pass(stacks_repo: Path) -> None:
+    url_map = f"https://github.com/acme/iac-driver-runner.git={stacks_repo.as_uri()}"
+    result = run_cli(["definition", "validate", str(ROOT / "examples" / "gitops"), "--url-map", url_map], base_env())
+    assert result.returncode == 0, result.log
+    assert "4 definition(s) in 4 file(s) checked: no problems" in result.stdout
+    assert result.log.count("resolved to commit") == 3, "each container definition's source was checked out"
+
+
+def test_templates_pass_offline_and_nothing_to_check_is_an_error(tmp_path: Path) -> None:
+    result = run_cli(["definition", "validate", str(ROOT / "templates" / "humanitec"), "--offline"], base_env())
+    assert result.returncode == 0, result.log
+    assert "4 definition(s) in 4 file(s) checked: no problems" in result.stdout
+    empty = run_cli(["definition", "validate", str(tmp_path)], base_env())
+    assert empty.returncode == 2 and "0 definition(s)" in empty.stdout
