@@ -73,6 +73,7 @@ def run_demo() -> int:
         log.step(f"example stacks served from git repository {repo}")
         for example in examples(stacks):
             outcomes.append(_run_example(example, cloud, repo, Path(tmp)))
+        outcomes.append(_emulate_definition(stacks, cloud, repo, Path(tmp)))
     _summary(outcomes)
     failed = [o for o in outcomes if o.status == "failed"]
     return ExitCode.ENGINE if failed or not outcomes else ExitCode.OK
@@ -130,6 +131,41 @@ def _run_example(example: Example, cloud: Emulator, repo: str, tmp: Path) -> Out
         log.info(f"outputs.json: {json.dumps(values, sort_keys=True)}")
         log.info(f"secret-outputs.json (masked): {json.dumps(dict.fromkeys(secret, MASK), sort_keys=True)}")
     return Outcome(example, "ok", time.monotonic() - started, outputs)
+
+
+# The GitOps example the demo ends with: a resource definition, run as the Container Driver would run it.
+DEFINITION = "examples/gitops/resource-definitions/s3-bucket-cloudformation.yaml"
+DEFINITION_URL = "https://github.com/acme/iac-driver-runner.git"
+
+
+def _emulate_definition(stacks: Path, cloud: Emulator, repo: str, tmp: Path) -> Outcome:
+    """`iac-runner driver emulate` of the example definition: create, then destroy."""
+    definition = stacks.parent / DEFINITION
+    example = Example("s3-bucket (driver emulate)", "cloudformation", definition)
+    secrets = json.loads((stacks / "s3-bucket" / "secret-inputs.json").read_text())
+    started = time.monotonic()
+    for action in ("create", "destroy"):
+        log.step(f"iac-runner driver emulate {DEFINITION} --action {action}")
+        argv = [
+            sys.executable,
+            "-m",
+            "runner.cli",
+            "driver",
+            "emulate",
+            str(definition),
+            "--action",
+            action,
+            "--url-map",
+            f"{DEFINITION_URL}={repo}",
+            "--endpoint",
+            cloud.endpoint,
+            "--state-url",
+            (tmp / "emulate-state").as_uri(),
+            *(f"--secret={k}={v}" for k, v in secrets.items()),
+        ]
+        if subprocess.run(argv, check=False).returncode != 0:
+            return Outcome(example, "failed", time.monotonic() - started)
+    return Outcome(example, "ok", time.monotonic() - started, outputs=4)
 
 
 def _repo(stacks: Path, bare: Path) -> str:
