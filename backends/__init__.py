@@ -47,8 +47,8 @@ def _load_plugin(name: str, obj: object) -> Backend:
         raise ConfigError(
             f"The plugin backend {name!r} does not implement the Backend protocol.",
             where=f"entry point {name!r} in group {ENTRY_POINT_GROUP!r}",
-            fix="It must provide name, companions, detect, needs_state, engine_version, validate, plan, apply, destroy "
-            "and outputs (see backends/base.py).",
+            fix="It must provide what backends/base.py's Backend protocol lists: name, companions, detect, "
+            "needs_state, engine_version, declared_inputs, validate, plan, apply, destroy and outputs.",
         )
     return backend
 

@@ -45,6 +45,19 @@ class StackContext:
 
 
 @dataclass(frozen=True)
+class InputSpec:
+    """What a stack declares about one of its inputs."""
+
+    required: bool
+    secret: bool = False
+
+
+#: The inputs a stack declares, and whether that list is complete (a file that could not be read, or a program
+#: that reads config under computed names, makes it incomplete: unknown names must then pass).
+Declared = tuple[dict[str, InputSpec], bool]
+
+
+@dataclass(frozen=True)
 class ResourceChange:
     address: str
     action: str  # "add", "change", "remove", "replace"
@@ -80,6 +93,9 @@ class Backend(Protocol):
 
     def engine_version(self) -> str:
         """The engine version this backend would use; raises EngineUnavailable with the reason."""
+
+    def declared_inputs(self, folder: Path, stack_file: StackFile) -> Declared:
+        """The inputs the stack in `folder` declares, read without running the engine."""
 
     def validate(self, ctx: StackContext) -> None:
         """Check the stack and its inputs without changing anything (and without touching state)."""

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from backends.base import ChangeSummary, EngineUnavailable, ResourceChange, StackContext
+from backends.base import ChangeSummary, Declared, EngineUnavailable, InputSpec, ResourceChange, StackContext
 from runner.errors import ConfigError, EngineError
 from runner.log import log
 from runner.naming import sanitize
 from runner.outputs import Output
+from runner.settings import StackFile
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudformation import CloudFormationClient
@@ -265,6 +266,21 @@ class CloudFormationBackend:
     def detect(self, folder: Path) -> str | None:
         path = find_template(folder, None)
         return path.name if path else None
+
+    def declared_inputs(self, folder: Path, stack_file: StackFile) -> Declared:
+        path = find_template(folder, stack_file.template)
+        if path is None or not path.is_file():
+            return {}, False
+        try:
+            data = yaml.load(path.read_text(), Loader=_NoTagLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError:
+            return {}, False
+        specs = (data.get("Parameters") if isinstance(data, dict) else None) or {}
+        return {
+            name: InputSpec("Default" not in spec, str(spec.get("NoEcho", "")).lower() == "true")
+            for name, spec in specs.items()
+            if isinstance(spec, dict)
+        }, True
 
     def needs_state(self, folder: Path) -> bool:
         return False  # the stack itself, in AWS, is the state

@@ -13,19 +13,20 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from backends.base import ChangeSummary, EngineUnavailable, ResourceChange, StackContext
+from backends.base import ChangeSummary, Declared, EngineUnavailable, InputSpec, ResourceChange, StackContext
 from runner import process
 from runner.errors import ConfigError, EngineError, RunnerError
 from runner.files import write_atomic
 from runner.log import log
 from runner.naming import sanitize
 from runner.outputs import Output
+from runner.settings import StackFile
 
 DEFAULT_BINARY = "tofu"
 # The pinned engines `make tools` builds; used when the binary is not on PATH.
@@ -132,6 +133,9 @@ class OpenTofuBackend:
 
     def needs_state(self, folder: Path) -> bool:
         return not _declares_backend(folder)
+
+    def declared_inputs(self, folder: Path, stack_file: StackFile) -> Declared:
+        return _declared_variables(folder)
 
     def engine_version(self) -> str:
         binary = _find_binary(None)
@@ -286,8 +290,8 @@ class _Tofu:
             raise _inputs_error(f"Input {unknown[0]!r} is not a declared variable of the stack.", declared)
         if not required:
             return
-        provided = set(self.ctx.all_inputs) | _provided_elsewhere(self.ctx.folder, self.env)
-        missing = [name for name, required in declared.items() if required and name not in provided]
+        provided = set(self.ctx.all_inputs) | provided_elsewhere(self.ctx.folder, self.env)
+        missing = [name for name, spec in declared.items() if spec.required and name not in provided]
         if missing:
             raise _inputs_error(f"Required variable {missing[0]!r} has no value.", declared)
 
@@ -489,16 +493,15 @@ def _strip_comments(text: str) -> str:
     return re.sub(r"/\*.*?\*/|(#|//)[^\n]*", "", text, flags=re.DOTALL)
 
 
-def _variables(folder: Path) -> dict[str, bool]:
-    """Declared variables: name -> required (no default)."""
+def _variables(folder: Path) -> dict[str, InputSpec]:
     return _declared_variables(folder)[0]
 
 
-def _declared_variables(folder: Path) -> tuple[dict[str, bool], bool]:
-    """Declared variables (name -> required), and whether every .tf/.tofu file could be parsed."""
+def _declared_variables(folder: Path) -> Declared:
+    """Declared variables, and whether every .tf/.tofu file could be parsed."""
     import hcl2
 
-    declared: dict[str, bool] = {}
+    declared: dict[str, InputSpec] = {}
     complete = True
     for path in _sources(folder):
         try:
@@ -509,7 +512,7 @@ def _declared_variables(folder: Path) -> tuple[dict[str, bool], bool]:
             continue
         for block in blocks:
             for name, body in block.items():
-                declared[name.strip('"')] = "default" not in body
+                declared[name.strip('"')] = InputSpec("default" not in body, body.get("sensitive") is True)
     return declared, complete
 
 
@@ -533,8 +536,9 @@ def _lock_file_fits(folder: Path, binary: str) -> bool:
     return True
 
 
-def _provided_elsewhere(folder: Path, env: Mapping[str, str]) -> set[str]:
-    """Variables set the way Container Driver users set them today: tfvars files beside the code, TF_VAR_*."""
+def provided_elsewhere(folder: Path, env: Iterable[str]) -> set[str]:
+    """Variables set the way Container Driver users set them today: tfvars files beside the code, TF_VAR_* (the
+    names in `env`)."""
     import hcl2
 
     names = {k.removeprefix("TF_VAR_") for k in env if k.startswith("TF_VAR_")}
@@ -582,9 +586,9 @@ def _input_summary(diagnostic: Mapping[str, Any]) -> str:
 
 
 def _inputs_error(
-    summary: str, declared: Mapping[str, bool], errors: list[dict[str, Any]] | None = None
+    summary: str, declared: Mapping[str, InputSpec], errors: list[dict[str, Any]] | None = None
 ) -> ConfigError:
-    listing = ", ".join(f"{n}{'' if required else ' (optional)'}" for n, required in sorted(declared.items()))
+    listing = ", ".join(f"{n}{'' if spec.required else ' (optional)'}" for n, spec in sorted(declared.items()))
     return ConfigError(
         summary if summary.endswith(".") else summary + ".",
         where=f"declared variables: {listing or 'none'}",

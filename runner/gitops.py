@@ -10,20 +10,17 @@ backend there and compare the inputs with what the stack declares.
 
 from __future__ import annotations
 
-import ast
-import contextlib
 import copy
 import difflib
 import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 import backends
@@ -47,7 +44,7 @@ from runner.definitions import (
 from runner.errors import ConfigError, RunnerError
 from runner.log import log
 from runner.process import Deadline
-from runner.settings import ENV_PREFIX, SECRET_PREFIX, Settings, env_var, load_stack_file
+from runner.settings import ENV_PREFIX, SECRET_PREFIX, Settings, StackFile, env_var, load_stack_file
 from runner.source import stack_folder
 
 VALUES = (*DRIVER_INPUTS, "values")
@@ -507,16 +504,10 @@ def _check_stack(doc: Document, inputs: ContainerInputs, folder: Path, scripts: 
 # -- inputs against what the stack declares ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Declared:
-    required: bool
-    secret: bool
-
-
 def _check_inputs(
     doc: Document, inputs: ContainerInputs, backend: str, folder: Path, template: str | None
 ) -> list[Problem]:
-    declared, complete = declared_inputs(backend, folder, template)
+    declared, complete = backends.get(backend).declared_inputs(folder, StackFile(template=template))
     if not declared and not complete:
         return []
     plain, plain_loc, plain_lines = _plain_inputs(doc, inputs)
@@ -569,7 +560,11 @@ def _check_inputs(
                     "Add `NoEcho: true` to the parameter, or pass the input as a plain value.",
                 )
             )
-    provided = set(plain) | set(secret) | _provided_elsewhere(folder, inputs)
+    provided = set(plain) | set(secret)
+    if backend == "opentofu":  # tfvars files beside the code and TF_VAR_* job variables count too
+        from backends.opentofu import provided_elsewhere
+
+        provided |= provided_elsewhere(folder, (*inputs.variables, *inputs.secret_refs.job.variables))
     for name, decl in sorted(declared.items()):
         if decl.required and name not in provided:
             loc = plain_loc if not decl.secret else SECRET_VARIABLES
@@ -599,157 +594,3 @@ def _plain_inputs(doc: Document, inputs: ContainerInputs) -> tuple[dict[str, Any
         if match:
             lines[field_name] = files[key][: match.start()].count("\n") + 1
     return data, (*VALUES, "files", key), lines
-
-
-def _provided_elsewhere(folder: Path, inputs: ContainerInputs) -> set[str]:
-    """Inputs the stack gets another way: TF_VAR_* variables, tfvars files beside the code."""
-    names = {n.removeprefix("TF_VAR_") for n in (*inputs.variables, *inputs.secret_refs.job.variables)}
-    for path in (*folder.glob("terraform.tfvars.json"), *folder.glob("*.auto.tfvars.json")):
-        with contextlib.suppress(ValueError, OSError):
-            names.update(json.loads(path.read_text()))
-    for path in (*folder.glob("terraform.tfvars"), *folder.glob("*.auto.tfvars")):
-        names.update(re.findall(r"^\s*([A-Za-z_][\w-]*)\s*=", path.read_text(errors="replace"), re.MULTILINE))
-    return names
-
-
-def declared_inputs(backend: str, folder: Path, template: str | None = None) -> tuple[dict[str, Declared], bool]:
-    """The stack's declared inputs (name -> required, secret), and whether the list is complete (a Pulumi program
-    that reads config under computed names, or an unreadable file, makes it incomplete: unknown names then pass)."""
-    if backend == "opentofu":
-        return _tofu_variables(folder)
-    if backend == "cloudformation":
-        return _cfn_parameters(folder, template)
-    if backend == "pulumi":
-        return _pulumi_config(folder)
-    return {}, False
-
-
-def _tofu_variables(folder: Path) -> tuple[dict[str, Declared], bool]:
-    import hcl2
-
-    declared: dict[str, Declared] = {}
-    complete = True
-    for path in sorted((*folder.glob("*.tf"), *folder.glob("*.tofu"))):
-        try:
-            with path.open() as handle:
-                blocks = hcl2.load(handle).get("variable", [])
-        except Exception:  # a broken file is the engine's to report
-            complete = False
-            continue
-        for block in blocks:
-            for name, body in block.items():
-                declared[name.strip('"')] = Declared("default" not in body, body.get("sensitive") is True)
-    return declared, complete
-
-
-class _NoTags(yaml.SafeLoader):
-    """CloudFormation YAML with its intrinsic function tags (!Ref, !Sub) read as None."""
-
-
-_NoTags.add_multi_constructor("!", lambda loader, suffix, node: None)
-
-
-def _cfn_parameters(folder: Path, template: str | None) -> tuple[dict[str, Declared], bool]:
-    from backends.cloudformation import find_template
-
-    path = find_template(folder, template)
-    if path is None or not path.is_file():
-        return {}, False
-    try:
-        data = yaml.load(path.read_text(), Loader=_NoTags)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError:
-        return {}, False
-    parameters = data.get("Parameters") if isinstance(data, dict) else None
-    declared = {
-        name: Declared("Default" not in spec, str(spec.get("NoEcho", "")).lower() == "true")
-        for name, spec in (parameters or {}).items()
-        if isinstance(spec, dict)
-    }
-    return declared, True
-
-
-_CONFIG_READ = re.compile(r"^(get|require)(_secret)?(_int|_bool|_float|_object)?$")
-
-
-def _pulumi_config(folder: Path) -> tuple[dict[str, Declared], bool]:
-    """Config the project declares in Pulumi.yaml, and the keys its Python program reads with pulumi.Config."""
-    declared: dict[str, Declared] = {}
-    project_name = ""
-    for name in ("Pulumi.yaml", "Pulumi.yml"):
-        with contextlib.suppress(OSError, yaml.YAMLError):
-            data = yaml.safe_load((folder / name).read_text())
-            if isinstance(data, dict):
-                project_name = str(data.get("name", ""))
-                for key, given in (data.get("config") or {}).items():
-                    spec = given if isinstance(given, dict) else {"default": given}
-                    short = key.removeprefix(f"{project_name}:")
-                    declared[short] = Declared("default" not in spec, bool(spec.get("secret")))
-    complete = True
-    found = False
-    for path in _python_files(folder):
-        try:
-            tree = ast.parse(path.read_text(errors="replace"))
-        except SyntaxError:
-            complete = False
-            continue
-        reads, dynamic = _config_reads(tree, project_name)
-        found = found or bool(reads)
-        complete = complete and not dynamic
-        for key, decl in reads.items():
-            known = declared.get(key)
-            declared[key] = Declared(decl.required or bool(known and known.required), decl.secret)
-    return declared, complete and (found or bool(declared))
-
-
-def _python_files(folder: Path) -> Iterator[Path]:
-    for path in sorted(folder.rglob("*.py")):
-        parts = set(path.relative_to(folder).parts)
-        if not parts & {"venv", ".venv", "__pycache__", "node_modules"}:
-            yield path
-
-
-def _config_reads(tree: ast.AST, project: str) -> tuple[dict[str, Declared], bool]:
-    """`config.require("x")` and friends, where `config = pulumi.Config(...)`; computed names make it dynamic."""
-    namespaces: dict[str, str | None] = {}
-    dynamic = False
-
-    def namespace(call: ast.expr) -> tuple[bool, str | None]:
-        if not isinstance(call, ast.Call):
-            return False, None
-        func = call.func
-        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-        if name != "Config":
-            return False, None
-        if not call.args:
-            return True, None
-        arg = call.args[0]
-        return True, arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else "?"
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            is_config, ns = namespace(node.value)
-            if is_config:
-                namespaces[node.targets[0].id] = ns
-    reads: dict[str, Declared] = {}
-    for node in ast.walk(tree):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-            continue
-        match = _CONFIG_READ.match(node.func.attr)
-        receiver = node.func.value
-        if not match:
-            continue
-        if isinstance(receiver, ast.Name) and receiver.id in namespaces:
-            ns = namespaces[receiver.id]
-        else:
-            is_config, ns = namespace(receiver)
-            if not is_config:
-                continue
-        arg = node.args[0] if node.args else None
-        if ns == "?" or not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
-            dynamic = True
-            continue
-        key = arg.value if ns in (None, project) else f"{ns}:{arg.value}"
-        earlier = reads.get(key)
-        required = match.group(1) == "require" or bool(earlier and earlier.required)
-        reads[key] = Declared(required, bool(match.group(2)) or bool(earlier and earlier.secret))
-    return reads, dynamic

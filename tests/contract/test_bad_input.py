@@ -26,6 +26,7 @@ class TofuLike:
         found = sorted(p.name for p in Path(folder).glob("*.tf"))
         return found[0] if found else None
     def engine_version(self): return "test plugin"
+    def declared_inputs(self, folder, stack_file): return {}, False
     def validate(self, ctx): pass
     def plan(self, ctx): raise NotImplementedError
     def apply(self, ctx): return []

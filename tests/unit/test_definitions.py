@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+import backends
 from runner import emulate
 from runner.definitions import (
     ContainerInputs,
@@ -22,8 +23,9 @@ from runner.definitions import (
     resolve,
 )
 from runner.errors import ConfigError
-from runner.gitops import check_static, declared_inputs, parse_inputs
+from runner.gitops import check_static, parse_inputs
 from runner.render import RenderRequest, check_manifest, render
+from runner.settings import load_stack_file
 from tests.conftest import ROOT, STACKS
 
 TEMPLATES = ROOT / "templates"
@@ -225,7 +227,8 @@ def test_inputs_files_may_hold_placeholders_where_values_go() -> None:
 
 def test_the_three_s3_bucket_stacks_declare_the_same_inputs() -> None:
     for backend in ("opentofu", "pulumi", "cloudformation"):
-        declared, complete = declared_inputs(backend, STACKS / "s3-bucket" / backend)
+        folder = STACKS / "s3-bucket" / backend
+        declared, complete = backends.get(backend).declared_inputs(folder, load_stack_file(folder))
         assert complete, backend
         assert set(declared) == {"bucket", "environment", "versioning", "apiToken"}, backend
         assert declared["bucket"].required and not declared["environment"].required, backend

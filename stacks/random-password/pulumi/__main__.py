@@ -1,12 +1,12 @@
 """A generated password (secret output) and a record of who asked for it: the same inputs and outputs as the
-opentofu example, with the resources implemented by a Pulumi dynamic provider, so it runs fully offline."""
+opentofu example, with the resources implemented by Pulumi dynamic providers, so it runs fully offline."""
 
 import hashlib
 import secrets
 import string
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
 ALPHABET = string.ascii_letters + string.digits
 
@@ -35,6 +35,26 @@ class Password(Resource):
         )
 
 
+class RecordProvider(ResourceProvider):
+    """Keeps its input as its output, as terraform_data does: a change of the input is an update in place."""
+
+    def create(self, props):
+        return CreateResult(id_=secrets.token_hex(8), outs={"output": props["input"]})
+
+    def diff(self, _id, olds, news):
+        return DiffResult(changes=olds.get("output") != news.get("input"), replaces=[])
+
+    def update(self, _id, _olds, news):
+        return UpdateResult(outs={"output": news["input"]})
+
+
+class Record(Resource):
+    output: pulumi.Output[dict]
+
+    def __init__(self, name, value, opts=None):
+        super().__init__(RecordProvider(), name, {"input": value, "output": None}, opts)
+
+
 config = pulumi.Config()
 name = config.require("name")
 length = config.get_int("length") or 24
@@ -50,7 +70,9 @@ password = Password(
     keepers=salt.apply(lambda s: {"name": name, "salt": hashlib.sha256(s.encode()).hexdigest()}),
 )
 
-pulumi.export("name", name)
+record = Record("record", {"name": name, "length": length, "labels": labels})
+
+pulumi.export("name", record.output["name"])
 pulumi.export("length", length)
 pulumi.export("labels", labels)
 pulumi.export("password", pulumi.Output.secret(password.result))

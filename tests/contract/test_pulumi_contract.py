@@ -1,0 +1,360 @@
+"""The container contract for pulumi, run as the Container Driver runs it, with the real Pulumi CLI, Python
+language host and engine (dynamic providers; moto for AWS and S3 state).
+
+Also home of the small helpers the other Pulumi test modules share: offline programs, the passphrase, the
+state's layout.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import SENTINEL, Container
+from tests.contract.test_opentofu_contract import isolate, s3_client, ssm_client, unique
+
+PASSPHRASE = "contract-passphrase-0123"
+S3_INPUTS = {"bucket": "contract-bucket", "environment": "development", "versioning": True}
+RP_INPUTS = {"name": "orders-db", "length": 32, "labels": {"team": "payments"}}
+
+# An offline program (a dynamic provider that keeps its inputs, like terraform_data): a required string, a
+# number with a range check, a map, a required secret; outputs of each JSON type, a secret one, and a map that
+# holds a secret (which makes the whole output secret).
+SMALL_PY = """\
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+
+
+class RecordProvider(ResourceProvider):
+    def create(self, props):
+        return CreateResult(id_=props["name"], outs=dict(props))
+
+    def diff(self, _id, olds, news):
+        changed = [k for k in ("name", "size", "tags") if olds.get(k) != news.get(k)]
+        replaces = [k for k in changed if k == "name"]
+        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
+
+    def update(self, _id, _olds, news):
+        return UpdateResult(outs=dict(news))
+
+
+class Record(Resource):
+    name: pulumi.Output[str]
+    size: pulumi.Output[int]
+    tags: pulumi.Output[dict]
+
+    def __init__(self, resource_name, props):
+        super().__init__(RecordProvider(), resource_name, props)
+
+
+config = pulumi.Config()
+name = config.require("name")
+size = config.get_int("size") or 1
+tags = config.get_object("tags") or {}
+token = config.require_secret("token")
+if not 1 <= size <= 100:
+    raise ValueError("size must be between 1 and 100.")
+
+record = Record("this", {"name": name, "size": size, "tags": tags})
+
+pulumi.export("name", record.name)
+pulumi.export("size", record.size)
+pulumi.export("tags", record.tags)
+pulumi.export("token", token)
+pulumi.export("connection", {"host": record.name.apply(lambda n: n + ".db.internal"), "port": 5432, "password": token})
+"""
+
+# A resource that takes `seconds` to create: something to interrupt and to time out.
+SLOW_PY = """\
+import time
+
+import pulumi
+from pulumi.dynamic import CreateResult, Resource, ResourceProvider
+
+
+class SlowProvider(ResourceProvider):
+    def create(self, props):
+        time.sleep(float(props["seconds"]))
+        return CreateResult(id_="slow", outs=dict(props))
+
+
+class Slow(Resource):
+    seconds: pulumi.Output[float]
+
+    def __init__(self, name, seconds):
+        super().__init__(SlowProvider(), name, {"seconds": seconds})
+
+
+config = pulumi.Config()
+slow = Slow("slow", config.get_float("seconds") or 0)
+pulumi.export("seconds", slow.seconds)
+"""
+
+
+def program(source: str, project: str = "small", runtime: str = "python") -> dict[str, str]:
+    """A Pulumi project's files, for the driver's `files` input."""
+    return {"Pulumi.yaml": f"name: {project}\nruntime: {runtime}\n", "__main__.py": source}
+
+
+def isolate_pulumi(container: Container, tmp_path: Path, **extra: str) -> Path:
+    """`isolate` (private temp dir, file:// state under tmp_path) plus the stack's passphrase; returns the state."""
+    return isolate(container, tmp_path, PULUMI_CONFIG_PASSPHRASE=PASSPHRASE, **extra)
+
+
+def checkpoint(state: Path, project: str, stack: str) -> dict[str, Any]:
+    """The stack's latest deployment in a file:// state (pulumi's DIY backend, project-scoped layout)."""
+    data = json.loads((state / ".pulumi" / "stacks" / project / f"{stack}.json").read_text())
+    # `pulumi stack import` writes the checkpoint's keys capitalised (Go field names); pulumi reads both.
+    latest: dict[str, Any] = data["checkpoint"].get("latest") or data["checkpoint"].get("Latest") or {}
+    return latest
+
+
+def managed(deployment: dict[str, Any]) -> list[str]:
+    """The deployment's resources other than the stack and its providers, as `type.name`."""
+    return sorted(
+        f"{r['type']}.{r['urn'].rsplit('::', 1)[-1]}"
+        for r in deployment.get("resources", [])
+        if not r["type"].startswith(("pulumi:pulumi:", "pulumi:providers:"))
+    )
+
+
+def lock_files(state: Path, project: str, stack: str) -> list[Path]:
+    folder = state / ".pulumi" / "locks" / "organization" / project / stack
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def write_lock(state: Path, project: str, stack: str) -> Path:
+    """A lock left by a dead run, written as pulumi 3.79's DIY backend writes one (`lockContent` in
+    pkg/backend/filestate/lock.go, at `.pulumi/locks/<org>/<project>/<stack>/<uuid>.json`)."""
+    path = state / ".pulumi" / "locks" / "organization" / project / stack / f"{uuid.uuid4()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {"pid": 999999, "username": "ghost", "hostname": "dead-runner", "timestamp": "2024-01-02T03:04:05Z"}
+    path.write_text(json.dumps(content))
+    return path
+
+
+# -- the lifecycle --------------------------------------------------------------------------------------------
+
+
+def test_create_noop_update_destroy_twice_with_file_state(
+    container: Container, stacks_repo: Path, tmp_path: Path
+) -> None:
+    """random-password from the stacks repo (file:// git URL), state in file://: the driver's whole lifecycle."""
+    name = unique("rp")
+    state = isolate_pulumi(
+        container,
+        tmp_path,
+        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
+        IAC_RUNNER_SOURCE_PATH="stacks/random-password/pulumi",
+        IAC_RUNNER_STACK_NAME=name,
+    )
+    secrets = {"salt": SENTINEL}
+
+    never_created = container.run("destroy", RP_INPUTS, secrets=secrets)
+    never_created.assert_ok()
+    assert never_created.json("values") == {} and never_created.json("secrets") == {}
+    assert "nothing to destroy" in never_created.log
+
+    created = container.run("create", RP_INPUTS, secrets=secrets)
+    created.assert_ok()
+    values, secret_values = created.json("values"), created.json("secrets")
+    # Split by the engine's secret flag, JSON types kept: string, number, map; exactly the opentofu twin's.
+    assert values == RP_INPUTS
+    assert isinstance(values["length"], int)
+    assert set(secret_values) == {"password"}
+    assert isinstance(secret_values["password"], str) and len(secret_values["password"]) == 32
+    assert secret_values["password"] not in created.log
+    assert stat.S_IMODE(created.files["secrets"].stat().st_mode) == 0o600
+    assert not created.files["error"].exists()
+    assert "resolved to commit" in created.log
+    assert "this: done (add)" in created.log and "record: done (add)" in created.log
+    deployment = checkpoint(state, "random-password", name)
+    assert managed(deployment) == ["pulumi-python:dynamic:Resource.record", "pulumi-python:dynamic:Resource.this"]
+    assert SENTINEL not in json.dumps(deployment) and secret_values["password"] not in json.dumps(deployment)
+    assert deployment["secrets_providers"]["type"] == "passphrase"
+
+    unchanged = container.run("create", RP_INPUTS, secrets=secrets)
+    unchanged.assert_ok()
+    assert "no changes" in unchanged.log
+    assert unchanged.json("values") == values and unchanged.json("secrets") == secret_values
+
+    labels = {"team": "payments", "tier": "2"}
+    updated = container.run("create", {**RP_INPUTS, "labels": labels}, secrets=secrets)
+    updated.assert_ok()
+    assert "record: done (change)" in updated.log and "changes: {'update': 1}" in updated.log
+    assert updated.json("values")["labels"] == labels
+    assert updated.json("secrets") == secret_values, "the password's keepers did not change"
+
+    destroyed = container.run("destroy", RP_INPUTS, secrets=secrets)
+    destroyed.assert_ok()
+    assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
+    assert managed(checkpoint(state, "random-password", name)) == []
+
+    again = container.run("destroy", RP_INPUTS, secrets=secrets)
+    again.assert_ok()
+    assert again.json("values") == {} and again.json("secrets") == {}
+    assert "nothing to destroy" in again.log
+    assert lock_files(state, "random-password", name) == []
+
+
+def test_typed_and_nested_secret_outputs_with_state_in_moto_s3(
+    container: Container, aws: dict[str, str], tmp_path: Path
+) -> None:
+    s3 = s3_client(aws)
+    s3.create_bucket(Bucket="pulumi-state")
+    name = unique("s3state")
+    isolate_pulumi(
+        container, tmp_path, **aws, IAC_RUNNER_STACK_NAME=name, IAC_RUNNER_STATE_URL="s3://pulumi-state/team/a"
+    )
+    files = program(SMALL_PY)
+    inputs = {"name": "in-s3", "size": 3, "tags": {"team": "payments"}}
+    secrets = {"token": SENTINEL}
+
+    never_created = container.run("destroy", inputs, secrets=secrets, files=files)
+    never_created.assert_ok()
+    assert never_created.json("values") == {} and never_created.json("secrets") == {}
+
+    created = container.run("create", inputs, secrets=secrets, files=files)
+    created.assert_ok()
+    values = created.json("values")
+    assert values == {"name": "in-s3", "size": 3, "tags": {"team": "payments"}}
+    assert isinstance(values["size"], int)
+    # A value holding a secret anywhere is secret whole; the secrets file holds the real values, not masks.
+    assert created.json("secrets") == {
+        "token": SENTINEL,
+        "connection": {"host": "in-s3.db.internal", "port": 5432, "password": SENTINEL},
+    }
+    assert "state at s3://pulumi-state/team/a" in created.log
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="pulumi-state").get("Contents", [])]
+    stack_key = f"team/a/.pulumi/stacks/small/{name}.json"
+    assert stack_key in keys, keys
+    assert all(k.startswith("team/a/.pulumi/") for k in keys), "everything under the prefix"
+    assert not [k for k in keys if "/locks/" in k], "the lock is released"
+    stored = s3.get_object(Bucket="pulumi-state", Key=stack_key)["Body"].read().decode()
+    assert SENTINEL not in stored, "secrets are encrypted in the state"
+    assert managed(json.loads(stored)["checkpoint"]["latest"]) == ["pulumi-python:dynamic:Resource.this"]
+
+    destroyed = container.run("destroy", inputs, secrets=secrets, files=files)
+    destroyed.assert_ok()
+    assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
+    stored = s3.get_object(Bucket="pulumi-state", Key=stack_key)["Body"].read().decode()
+    assert managed(json.loads(stored)["checkpoint"]["latest"]) == []
+
+
+def test_s3_bucket_stack_against_moto(
+    container: Container, aws: dict[str, str], stacks_repo: Path, tmp_path: Path
+) -> None:
+    """Dynamic providers calling AWS through boto3 in the provider's own process: the environment (moto's
+    endpoint, credentials, region) reaches it, and create/update/delete are real."""
+    s3 = s3_client(aws)
+    s3.create_bucket(Bucket="pulumi-state")
+    isolate_pulumi(
+        container,
+        tmp_path,
+        **aws,
+        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
+        IAC_RUNNER_SOURCE_PATH="stacks/s3-bucket/pulumi",
+        IAC_RUNNER_STACK_NAME=unique("s3-bucket"),
+        IAC_RUNNER_STATE_URL="s3://pulumi-state/stacks",
+    )
+    created = container.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL})
+    created.assert_ok()
+    # Exactly what the CloudFormation and OpenTofu twins write.
+    assert created.json("values") == {
+        "bucket": "contract-bucket",
+        "arn": "arn:aws:s3:::contract-bucket",
+        "region": "us-east-1",
+    }
+    assert created.json("secrets") == {"tokenParameter": "/iac-runner/contract-bucket/api-token"}
+    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="contract-bucket")["TagSet"]}
+    assert tags == {"environment": "development", "managed-by": "iac-runner"}
+    assert s3.get_bucket_versioning(Bucket="contract-bucket")["Status"] == "Enabled"
+    ssm = ssm_client(aws)
+    parameter = ssm.get_parameter(Name="/iac-runner/contract-bucket/api-token", WithDecryption=True)["Parameter"]
+    assert parameter["Value"] == SENTINEL and parameter["Type"] == "SecureString"
+
+    changed = {**S3_INPUTS, "environment": "production", "versioning": False}
+    updated = container.run("create", changed, secrets={"apiToken": SENTINEL})
+    updated.assert_ok()
+    assert "bucket: done (change)" in updated.log and "changes: {'update': 1}" in updated.log
+    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="contract-bucket")["TagSet"]}
+    assert tags == {"environment": "production", "managed-by": "iac-runner"}
+    assert s3.get_bucket_versioning(Bucket="contract-bucket")["Status"] == "Suspended"
+
+    destroyed = container.run("destroy", changed, secrets={"apiToken": SENTINEL})
+    destroyed.assert_ok()
+    assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
+    assert "contract-bucket" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert ssm.get_parameters(Names=["/iac-runner/contract-bucket/api-token"])["Parameters"] == []
+
+
+# -- companion files: the stack's own Pulumi.<stack>.yaml --------------------------------------------------------
+
+
+def test_stack_config_file_beside_the_program_is_honoured(container: Container, tmp_path: Path) -> None:
+    """A Pulumi.<stack>.yaml the driver's `files` wrote beside the program: its keys count, ours win."""
+    name = unique("config")
+    isolate_pulumi(container, tmp_path, IAC_RUNNER_STACK_NAME=name)
+    own = "config:\n  small:name: from-file\n  small:size: '5'\n  small:tags:\n    from: file\n"
+    files = {**program(SMALL_PY), f"Pulumi.{name}.yaml": own}
+    result = container.run("create", {"name": "from-inputs"}, secrets={"token": SENTINEL}, files=files)
+    result.assert_ok()
+    assert result.json("values") == {"name": "from-inputs", "size": 5, "tags": {"from": "file"}}
+    assert result.json("secrets")["token"] == SENTINEL
+
+
+def test_stack_config_file_joins_a_git_checkout(container: Container, stacks_repo: Path, tmp_path: Path) -> None:
+    name = unique("git-config")
+    isolate_pulumi(
+        container,
+        tmp_path,
+        IAC_RUNNER_STACK_NAME=name,
+        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
+        IAC_RUNNER_SOURCE_PATH="stacks/random-password/pulumi",
+    )
+    own = "config:\n  random-password:name: from-driver-files\n  random-password:length: '20'\n"
+    result = container.run("create", {}, secrets={"salt": SENTINEL}, files={f"Pulumi.{name}.yaml": own})
+    result.assert_ok()
+    assert result.json("values") == {"name": "from-driver-files", "length": 20, "labels": {}}
+    assert len(result.json("secrets")["password"]) == 20
+    assert f"using Pulumi.{name}.yaml from SCRIPTS_DIRECTORY" in result.log
+
+
+# -- a project with its own virtualenv ---------------------------------------------------------------------------
+
+VENV_PY = """\
+import sys
+
+import boto3
+import pulumi
+
+pulumi.export("python", sys.executable)
+pulumi.export("boto3", boto3.__version__)
+"""
+
+
+def test_virtualenv_option_with_requirements(container: Container, tmp_path: Path) -> None:
+    """`virtualenv: venv` + requirements.txt: the program runs in a venv made from the requirements (pip, from
+    PyPI, once per user and requirements), reused while they stay the same."""
+    isolate_pulumi(container, tmp_path, IAC_RUNNER_STACK_NAME=unique("venv"))
+    files = {
+        "Pulumi.yaml": "name: venv-project\nruntime:\n  name: python\n  options:\n    virtualenv: venv\n",
+        "requirements.txt": "pulumi==3.79.0\nboto3\n",
+        "__main__.py": VENV_PY,
+    }
+    first = container.run("create", {}, files=files)
+    first.assert_ok()
+    assert "creating the project's virtualenv" in first.log or "reusing the cached virtualenv" in first.log
+    assert first.out_dir is not None
+    assert first.json("values")["python"] == str(first.out_dir / "venv" / "bin" / "python")
+    assert (first.out_dir / "venv" / "bin" / "python").exists()
+
+    second = container.run("create", {}, files=files)
+    second.assert_ok()
+    assert "reusing the cached virtualenv for requirements.txt" in second.log
+    assert "creating the project's virtualenv" not in second.log
+    assert "no changes" in second.log
+    assert second.json("values")["boto3"] == first.json("values")["boto3"]
