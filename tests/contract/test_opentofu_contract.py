@@ -22,6 +22,7 @@ import boto3
 import pytest
 
 from tests.conftest import SENTINEL, STACKS, Container, Result, base_env, run_cli
+from tests.contract import s3_example
 
 RANDOM_PASSWORD = STACKS / "random-password" / "opentofu"
 S3_INPUTS = {"bucket": "contract-bucket", "environment": "development", "versioning": True}
@@ -348,33 +349,16 @@ def test_s3_bucket_stack_against_moto(
         IAC_RUNNER_STACK_NAME=unique("s3-bucket"),
         IAC_RUNNER_STATE_URL="s3://tofu-state/stacks",
     )
-    created = container.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL})
-    created.assert_ok()
-    # Exactly what the CloudFormation twin writes (tests/contract/test_cloudformation_contract.py).
-    assert created.json("values") == {
-        "bucket": "contract-bucket",
-        "arn": "arn:aws:s3:::contract-bucket",
-        "region": "us-east-1",
-    }
-    assert created.json("secrets") == {"tokenParameter": "/iac-runner/contract-bucket/api-token"}
-    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="contract-bucket")["TagSet"]}
-    assert tags == {"environment": "development", "managed-by": "iac-runner"}
-    assert s3.get_bucket_versioning(Bucket="contract-bucket")["Status"] == "Enabled"
     ssm = ssm_client(aws)
-    parameter = ssm.get_parameter(Name="/iac-runner/contract-bucket/api-token", WithDecryption=True)["Parameter"]
-    assert parameter["Value"] == SENTINEL and parameter["Type"] == "SecureString"
+    s3_example.assert_created(container.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL}), s3, ssm)
 
     updated = container.run("create", {**S3_INPUTS, "environment": "production"}, secrets={"apiToken": SENTINEL})
     updated.assert_ok()
     assert "plan: 0 to add, 1 to change, 0 to remove" in updated.log
-    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="contract-bucket")["TagSet"]}
-    assert tags["environment"] == "production"
+    assert s3_example.tags(s3)["environment"] == "production"
 
     destroyed = container.run("destroy", S3_INPUTS, secrets={"apiToken": SENTINEL})
-    destroyed.assert_ok()
-    assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
-    assert "contract-bucket" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
-    assert ssm.get_parameters(Names=["/iac-runner/contract-bucket/api-token"])["Parameters"] == []
+    s3_example.assert_destroyed(destroyed, s3, ssm)
 
 
 def test_output_equal_to_a_secret_input_moves_to_the_secrets_file(container: Container, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import SENTINEL, Container
+from tests.contract import s3_example
 from tests.contract.test_opentofu_contract import isolate, s3_client, ssm_client, unique
 
 PASSPHRASE = "contract-passphrase-0123"
@@ -260,35 +261,18 @@ def test_s3_bucket_stack_against_moto(
         IAC_RUNNER_STACK_NAME=unique("s3-bucket"),
         IAC_RUNNER_STATE_URL="s3://pulumi-state/stacks",
     )
-    created = container.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL})
-    created.assert_ok()
-    # Exactly what the CloudFormation and OpenTofu twins write.
-    assert created.json("values") == {
-        "bucket": "contract-bucket",
-        "arn": "arn:aws:s3:::contract-bucket",
-        "region": "us-east-1",
-    }
-    assert created.json("secrets") == {"tokenParameter": "/iac-runner/contract-bucket/api-token"}
-    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="contract-bucket")["TagSet"]}
-    assert tags == {"environment": "development", "managed-by": "iac-runner"}
-    assert s3.get_bucket_versioning(Bucket="contract-bucket")["Status"] == "Enabled"
     ssm = ssm_client(aws)
-    parameter = ssm.get_parameter(Name="/iac-runner/contract-bucket/api-token", WithDecryption=True)["Parameter"]
-    assert parameter["Value"] == SENTINEL and parameter["Type"] == "SecureString"
+    s3_example.assert_created(container.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL}), s3, ssm)
 
     changed = {**S3_INPUTS, "environment": "production", "versioning": False}
     updated = container.run("create", changed, secrets={"apiToken": SENTINEL})
     updated.assert_ok()
     assert "bucket: done (change)" in updated.log and "changes: {'update': 1}" in updated.log
-    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket="contract-bucket")["TagSet"]}
-    assert tags == {"environment": "production", "managed-by": "iac-runner"}
-    assert s3.get_bucket_versioning(Bucket="contract-bucket")["Status"] == "Suspended"
+    assert s3_example.tags(s3) == {"environment": "production", "managed-by": "iac-runner"}
+    assert s3.get_bucket_versioning(Bucket=s3_example.BUCKET)["Status"] == "Suspended"
 
     destroyed = container.run("destroy", changed, secrets={"apiToken": SENTINEL})
-    destroyed.assert_ok()
-    assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
-    assert "contract-bucket" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
-    assert ssm.get_parameters(Names=["/iac-runner/contract-bucket/api-token"])["Parameters"] == []
+    s3_example.assert_destroyed(destroyed, s3, ssm)
 
 
 # -- companion files: the stack's own Pulumi.<stack>.yaml --------------------------------------------------------
