@@ -89,7 +89,7 @@ def median_of(run: Callable[[], tuple[float, int]]) -> tuple[float, int]:
 
 def side_by_side(rows: Rows, label: str, runner: float, bare: float) -> None:
     rows.append((f"{label}: iac-runner / bare, median", f"{runner:.2f} s / {bare:.2f} s"))
-    rows.append((f"{label}: difference / ratio", f"+{runner - bare:.2f} s / {runner / bare:.2f}x"))
+    rows.append((f"{label}: difference / ratio", f"{runner - bare:+.2f} s / {runner / bare:.2f}x"))
 
 
 def bench_help(rows: Rows, env: Mapping[str, str]) -> None:
