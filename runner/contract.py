@@ -18,6 +18,8 @@ from runner.settings import (
 )
 
 ACTIONS: dict[str, Action] = {"create": "apply", "destroy": "destroy"}
+#: The names the runner's own jobs (demo, driver emulate) give the driver's files in SCRIPTS_DIRECTORY.
+FILES = {"OUTPUTS_FILE": "outputs.json", "SECRET_OUTPUTS_FILE": "secret-outputs.json", "ERROR_FILE": "error.txt"}
 
 
 def error_file(environ: Mapping[str, str]) -> Path | None:

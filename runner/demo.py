@@ -19,6 +19,7 @@ from pathlib import Path
 
 import backends
 from backends.base import EngineUnavailable
+from runner import contract
 from runner.emulator import Emulator, running
 from runner.errors import ConfigError, ExitCode
 from runner.log import log
@@ -108,24 +109,23 @@ def _run_example(example: Example, cloud: Emulator, repo: str, tmp: Path) -> Out
         scripts = tmp / f"{example.family}-{example.backend}-{action}"
         scripts.mkdir()
         shutil.copy(family / "inputs.json", scripts / "inputs.json")
-        contract = {
+        job = {
             "ACTION": action,
             "SCRIPTS_DIRECTORY": str(scripts),
             "RESOURCE_INPUTS_FILE": "inputs.json",
-            "OUTPUTS_FILE": "outputs.json",
-            "SECRET_OUTPUTS_FILE": "secret-outputs.json",
-            "ERROR_FILE": "error.txt",
+            **contract.FILES,
         }
         log.step(f"ACTION={action} iac-runner container ({example.path})")
         code = subprocess.run(
-            [sys.executable, "-m", "runner.cli", "container"], env={**env, **contract}, check=False
+            [sys.executable, "-m", "runner.cli", "container"], env={**env, **job}, check=False
         ).returncode
         if code != 0:
-            error = (scripts / "error.txt").read_text() if (scripts / "error.txt").exists() else "(no error file)"
+            error_file = scripts / contract.FILES["ERROR_FILE"]
+            error = error_file.read_text() if error_file.exists() else "(no error file)"
             log.error(f"{example.path}: ACTION={action} failed with exit code {code}: {error.splitlines()[0]}")
             return Outcome(example, "failed", time.monotonic() - started)
-        values = json.loads((scripts / "outputs.json").read_text())
-        secret = json.loads((scripts / "secret-outputs.json").read_text())
+        values = json.loads((scripts / contract.FILES["OUTPUTS_FILE"]).read_text())
+        secret = json.loads((scripts / contract.FILES["SECRET_OUTPUTS_FILE"]).read_text())
         if action == "create":
             outputs = len(values) + len(secret)
         log.info(f"outputs.json: {json.dumps(values, sort_keys=True)}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from runner import driver, process
+from runner import contract, driver, process
 from runner.definitions import (
     ContainerInputs,
     Definition,
@@ -45,11 +45,7 @@ from runner.settings import SECRET_PREFIX, load_inputs_file
 
 DriverAction = Literal["create", "destroy"]
 INPUTS_FILE = "resource-inputs.json"
-CONTRACT_FILES = {
-    "OUTPUTS_FILE": "outputs.json",
-    "SECRET_OUTPUTS_FILE": "secret-outputs.json",
-    "ERROR_FILE": "error.txt",
-}
+CONTRACT_FILES = contract.FILES
 # What a local process needs of this machine to run at all; everything else the job gets from the definition.
 HOST_VARIABLES = (
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "NO_COLOR", "TZ", "TMPDIR",
