@@ -161,9 +161,10 @@ def _emulate_definition(stacks: Path, cloud: Emulator, repo: str, tmp: Path) -> 
             cloud.endpoint,
             "--state-url",
             (tmp / "emulate-state").as_uri(),
-            *(f"--secret={k}={v}" for k, v in secrets.items()),
         ]
-        if subprocess.run(argv, check=False).returncode != 0:
+        # Secret values through the environment, never a process argument.
+        env = {**os.environ, **{f"IAC_RUNNER_SECRET_{k}": str(v) for k, v in secrets.items()}}
+        if subprocess.run(argv, env=env, check=False).returncode != 0:
             return Outcome(example, "failed", time.monotonic() - started)
     return Outcome(example, "ok", time.monotonic() - started, outputs=4)
 
