@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from iac_runner.common.errors import ConfigError
 from iac_runner.common.process import Deadline
 
 
@@ -35,6 +36,10 @@ class StackFile(BaseModel):
     template: str | None = None
     #: Outputs to treat as secret where the engine has no sensitive flag (cloudformation).
     secret_outputs: list[str] = Field(default_factory=list)
+    #: Resources a create may replace or remove (`all` for any); the replacement guard refuses the others.
+    allow_replace: list[str] = Field(default_factory=list)
+    #: Resources no create may replace or remove, even with `all`: only a destroy removes them.
+    protect: list[str] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class InputSpec:
 
     required: bool
     secret: bool = False
+    #: The JSON type the stack reads it as, where it says: "integer", "number", "boolean", "object" ("" = any).
+    type: str = ""
 
 
 #: The inputs a stack declares, and whether that list is complete (a file that could not be read, or a program
@@ -68,6 +75,8 @@ class ResourceChange:
     reason: str = ""
     #: The attributes that change (for a replacement: those that force it), where the engine says.
     attributes: tuple[str, ...] = ()
+    #: The resource's own create never finished (tofu: tainted): replacing it completes it, it loses nothing.
+    unfinished: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,23 @@ class ChangeSummary:
 
 
 @dataclass(frozen=True)
+class DriftedResource:
+    """A resource whose real state differs from what the engine's state records."""
+
+    address: str
+    type: str = ""
+    #: The attributes that differ (empty when the engine does not say).
+    attributes: tuple[str, ...] = ()
+    #: The resource is gone.
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class Drift:
+    resources: tuple[DriftedResource, ...] = ()
+
+
+@dataclass(frozen=True)
 class EngineOptions:
     """Options only some engines act on; a backend reads those it knows."""
 
@@ -90,6 +116,9 @@ class EngineOptions:
     binary: str | None = None
     #: Release a lock a dead run left on the stack before acting (pulumi cancel); never done unasked.
     cancel_lock: bool = False
+    #: Read the real infrastructure before an update, so that a create corrects what changed behind the runner's
+    #: back (pulumi up --refresh; tofu always refreshes).
+    refresh: bool = False
 
 
 class RunEvents(Protocol):
@@ -99,7 +128,10 @@ class RunEvents(Protocol):
         """A stage of the engine's work (init, validate, plan, apply, destroy, outputs, refresh)."""
 
     def changes(self, summary: ChangeSummary) -> None:
-        """The changes the engine planned (or, for drift, found)."""
+        """The changes the engine planned."""
+
+    def engine_version(self, name: str, version: str) -> None:
+        """The engine that does the work, as it reported itself during the run."""
 
 
 class NoEvents:
@@ -110,6 +142,9 @@ class NoEvents:
         yield
 
     def changes(self, summary: ChangeSummary) -> None:
+        pass
+
+    def engine_version(self, name: str, version: str) -> None:
         pass
 
 
@@ -130,6 +165,12 @@ class StackContext:
     env: Mapping[str, str] = field(default_factory=dict)
     #: Seconds to wait for a state lock held by another run.
     lock_timeout: int = 60
+    #: Seconds the engine's init (providers, plugins, the state backend) may take of the deadline.
+    init_timeout: float | None = None
+    #: Retries of a transient fault (network, throttling, a 5xx) where a retry is safe.
+    retries: int = 0
+    #: A folder that outlives the run (beside the output files): where an emergency copy of state is kept.
+    keep_dir: Path | None = None
     options: EngineOptions = field(default_factory=EngineOptions)
     events: RunEvents = field(default_factory=NoEvents)
     #: Called with the plan before an apply changes anything; raises to refuse it (the replacement guard).
@@ -185,6 +226,13 @@ class Backend(Protocol):
 
     def outputs(self, ctx: StackContext) -> list[Output]: ...
 
+    def drift(self, ctx: StackContext) -> Drift:
+        """Compare the real infrastructure with the engine's state, changing nothing."""
+
+    def local_dependencies(self, folder: Path) -> set[Path]:
+        """Folders outside `folder` the stack uses (local modules, shared code), so a sparse checkout fetches
+        them too."""
+
 
 #: What a plugin must have; everything else of `Backend` has a default in `BackendDefaults`.
 REQUIRED = ("name", "detect", "engine_version", "validate", "plan", "apply", "destroy", "outputs")
@@ -209,3 +257,12 @@ class BackendDefaults:
 
     def secret_input_problem(self, name: str, spec: InputSpec) -> tuple[str, str] | None:
         return None
+
+    def local_dependencies(self, folder: Path) -> set[Path]:
+        return set()
+
+    def drift(self, ctx: StackContext) -> Drift:
+        raise ConfigError(
+            f"The {getattr(self, 'name', 'plugin')} backend cannot detect drift.",
+            fix="Use `plan` to see what an apply would change.",
+        )

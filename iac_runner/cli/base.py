@@ -5,13 +5,29 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from iac_runner.common.log import log
+
+if TYPE_CHECKING:
+    from iac_runner.job.report import RunReport
 
 
 class ErrorSink:
-    """Where a failure is reported besides the log: the driver's ERROR_FILE or --out-dir/error.txt."""
+    """Where a run's end is reported besides the log: a failure in the driver's ERROR_FILE (or --out-dir/error.txt),
+    and every outcome in the run report (IAC_RUNNER_REPORT_FILE / --report), written whatever happened."""
 
     path: Path | None = None
+    report: RunReport | None = None
+    report_path: Path | None = None
+
+    def finish(self, exit_code: int, error: BaseException | None = None) -> None:
+        if self.report is None or self.report_path is None:
+            return
+        try:
+            self.report.write(self.report_path, exit_code, error)
+        except OSError as exc:
+            log.error(f"could not write the run report {self.report_path}: {exc.strerror}")
 
 
 Handler = Callable[[argparse.Namespace, ErrorSink], int]

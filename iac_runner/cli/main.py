@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
 
 from iac_runner.cli import definition, driver, stack, tools
 from iac_runner.cli.base import ErrorSink
+from iac_runner.common import process
 from iac_runner.common.errors import ExitCode, RunnerError
 from iac_runner.common.log import log
 from iac_runner.common.secrets import REGISTRY
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    process.catch_signals_early()
     parser = _parser()
     args = parser.parse_args(argv)
     fmt = args.log_format or os.environ.get("IAC_RUNNER_LOG_FORMAT", "text")
@@ -27,11 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     sink = ErrorSink()
     try:
         code: int = args.handler(args, sink)
-        return code
     except RunnerError as err:
         return _report(err, sink)
-    except KeyboardInterrupt:
-        return _report(RunnerError("The run was interrupted."), sink, code=ExitCode.INTERRUPTED)
+    except (KeyboardInterrupt, process.Signalled) as stop:
+        signum = stop.signum if isinstance(stop, process.Signalled) else signal.SIGINT
+        return _report(process.interrupted(signum), sink)
     except Exception as exc:
         if args.debug:
             traceback.print_exc()
@@ -40,9 +43,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             fix="Run again with --debug for the traceback and report it; this is a bug, not your configuration.",
         )
         return _report(internal, sink)
+    late = process.signal_received()
+    if late is not None and code == ExitCode.OK:
+        # The work was done (the output files are written) when the signal came; the driver still hears of it.
+        return _report(process.interrupted(late, after_the_work=True), sink)
+    sink.finish(code)
+    return code
 
 
-def _report(err: RunnerError, sink: ErrorSink, code: int | None = None) -> int:
+def _report(err: RunnerError, sink: ErrorSink) -> int:
     text = REGISTRY.redact(err.render())
     summary, _, rest = text.partition("\n")
     log.error(summary)
@@ -55,7 +64,8 @@ def _report(err: RunnerError, sink: ErrorSink, code: int | None = None) -> int:
             write_atomic(sink.path, text + "\n")
         except OSError as exc:
             log.error(f"could not write the error file {sink.path}: {exc.strerror}")
-    return int(code if code is not None else err.exit_code)
+    sink.finish(int(err.exit_code), err)
+    return int(err.exit_code)
 
 
 def _parser() -> argparse.ArgumentParser:

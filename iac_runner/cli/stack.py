@@ -1,5 +1,5 @@
 """The job's faces: `iac-runner container` (the image's entrypoint, everything from the environment) and the local
-verbs `apply | destroy | plan | outputs | validate [STACK_DIR]`."""
+verbs `apply | destroy | plan | outputs | validate | drift [STACK_DIR]`."""
 
 from __future__ import annotations
 
@@ -10,20 +10,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iac_runner.cli.base import ErrorSink, add_command
-from iac_runner.common.errors import ConfigError, ExitCode
+from iac_runner.common.errors import ConfigError, DriftFound, ExitCode
 from iac_runner.common.log import log
 from iac_runner.common.secrets import REGISTRY
 
 if TYPE_CHECKING:
+    from iac_runner.backends.base import Drift
     from iac_runner.job.run import RunRequest, RunResult
 
-LOCAL_ACTIONS = ("apply", "destroy", "plan", "outputs", "validate")
+LOCAL_ACTIONS = ("apply", "destroy", "plan", "outputs", "validate", "drift")
 _HELPS = {
     "apply": "create or update the stack (idempotent)",
     "destroy": "delete the stack (already gone = success)",
-    "plan": "preview the changes an apply would make",
+    "plan": "preview the changes an apply would make (--json: the changes as JSON on stdout)",
     "outputs": "print the stack's outputs",
     "validate": "check the stack and its inputs without changing anything",
+    "drift": "compare the real infrastructure with the stack's state; exit 4 when they differ (--json: the drift)",
 }
 # Settings that have a flag of the same name (the rest come from the environment only).
 _SETTING_FLAGS = (
@@ -37,6 +39,9 @@ _SETTING_FLAGS = (
     "state_url",
     "timeout",
     "log_format",
+    "allow_replace",
+    "report_file",
+    "refresh",
 )
 
 
@@ -58,31 +63,65 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _container(args: argparse.Namespace, sink: ErrorSink) -> int:
     from iac_runner.job import contract
+    from iac_runner.job.report import RunReport
 
     sink.path = contract.error_file(os.environ)
-    request = contract.request(os.environ)
+    sink.report_path = contract.report_file(os.environ)
+    sink.report = RunReport(action=os.environ.get("ACTION", ""))
+    request = contract.request(os.environ, sink.report)
     log.configure(request.settings.log_format, debug=args.debug)
-    _execute(request)
-    return ExitCode.OK
+    result = _execute(request)
+    return _drift_code(result)
 
 
 def _local(args: argparse.Namespace, sink: ErrorSink) -> int:
     request = _local_request(args, sink)
     result = _execute(request)
     if request.action == "plan" and result.plan is not None:
-        print(f"Plan: {result.plan}")
+        from iac_runner.job.report import changes_json
+
+        print(json.dumps(changes_json(result.plan), indent=2) if args.json else f"Plan: {result.plan}")
+    elif request.action == "drift" and result.drift is not None:
+        from iac_runner.job.report import drift_json
+
+        print(json.dumps(drift_json(result.drift), indent=2) if args.json else _drift_text(result.drift))
     elif request.action in ("apply", "outputs") and request.output_files is None:
         from iac_runner.job.outputs import masked
 
         print(json.dumps(masked(result.outputs), indent=2, sort_keys=True))
     elif request.action == "validate":
         print(f"{result.backend} stack {result.stack_name!r} is valid")
-    return ExitCode.OK
+    return _drift_code(result)
+
+
+def _drift_code(result: RunResult) -> int:
+    """Drift found is exit 4, with what drifted in the error file (the driver shows it for any exit but 0)."""
+    if result.drift is None or not result.drift.resources:
+        return ExitCode.OK
+    summary, _, details = _drift_text(result.drift).partition("\n")
+    raise DriftFound(
+        summary,
+        where=f"stack {result.stack_name!r} ({result.backend})",
+        fix="Apply the stack (ACTION=create / `iac-runner apply`) to put the infrastructure back as the stack says, "
+        "or change the stack to adopt what changed.",
+        details=details,
+    )
+
+
+def _drift_text(drift: Drift) -> str:
+    if not drift.resources:
+        return "No drift: the infrastructure matches the stack's state."
+    lines = [f"Drift: {len(drift.resources)} resource(s) differ from the stack's state."]
+    for r in drift.resources:
+        what = "deleted" if r.deleted else f"changed: {', '.join(r.attributes) or 'attributes not reported'}"
+        lines.append(f"- {r.address}{f' ({r.type})' if r.type else ''}: {what}")
+    return "\n".join(lines)
 
 
 def _local_request(args: argparse.Namespace, sink: ErrorSink) -> RunRequest:
     from iac_runner.job.contract import FILES
     from iac_runner.job.outputs import OutputFiles
+    from iac_runner.job.report import RunReport
     from iac_runner.job.run import RunRequest
     from iac_runner.job.settings import (
         check_no_overlap,
@@ -92,6 +131,9 @@ def _local_request(args: argparse.Namespace, sink: ErrorSink) -> RunRequest:
         secret_inputs_from_env,
     )
 
+    sink.report = RunReport(action=args.command)
+    report = args.report_file or os.environ.get("IAC_RUNNER_REPORT_FILE")
+    sink.report_path = Path(report) if report else None
     files = None
     if args.out_dir:
         out = Path(args.out_dir)
@@ -114,6 +156,7 @@ def _local_request(args: argparse.Namespace, sink: ErrorSink) -> RunRequest:
         secret_inputs=secrets,
         output_files=files,
         cancel_lock=args.cancel_lock,
+        report=sink.report,
     )
 
 
@@ -162,3 +205,15 @@ def _local_flags(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--out-dir", help="write outputs.json, secret-outputs.json and error.txt here, as the driver would"
     )
+    cmd.add_argument("--report", dest="report_file", help="write the run report (JSON) to this file")
+    cmd.add_argument(
+        "--allow-replace",
+        help="resources the replacement guard lets a create replace or remove: `all`, or addresses comma-separated",
+    )
+    cmd.add_argument(
+        "--refresh",
+        action="store_true",
+        default=None,
+        help="read the real infrastructure before updating (pulumi up --refresh; tofu always does)",
+    )
+    cmd.add_argument("--json", action="store_true", help="plan, drift: print the result as JSON on stdout")

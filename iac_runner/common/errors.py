@@ -15,6 +15,8 @@ class ExitCode(IntEnum):
     ENGINE = 1
     CONFIG = 2
     TIMEOUT = 3
+    #: drift detection found the infrastructure different from the engine's state
+    DRIFT = 4
     INTERRUPTED = 130
 
 
@@ -53,6 +55,7 @@ class RunnerError(Exception):
         details: str = "",
         resource: str = "",
         diagnostics: tuple[Diagnostic, ...] = (),
+        transient: str = "",
     ) -> None:
         super().__init__(summary)
         self.summary = summary.rstrip()
@@ -61,6 +64,8 @@ class RunnerError(Exception):
         self.details = details
         self.resource = resource
         self.diagnostics = diagnostics
+        #: Why doing the same again may succeed (a network fault, throttling, a 5xx), where doing it again is safe.
+        self.transient = transient
 
     def render(self) -> str:
         """The ERROR_FILE text: first line the summary, then where, how to fix and engine details."""
@@ -85,6 +90,12 @@ class EngineError(RunnerError):
     """The engine reported a failure while changing or reading infrastructure."""
 
     exit_code = ExitCode.ENGINE
+
+
+class DriftFound(RunnerError):
+    """Drift detection worked, and found the infrastructure different from the stack's state."""
+
+    exit_code = ExitCode.DRIFT
 
 
 class RunTimeout(RunnerError):

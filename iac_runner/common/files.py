@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from iac_runner.common.errors import ConfigError
@@ -76,3 +77,28 @@ def read_text(path: Path, what: str, *, where: str = "") -> str:
             where=f"{path}:{line}",
             fix="Save it as UTF-8.",
         ) from None
+
+
+def mirror(folder: Path, top: Path, into: Path, extra: Mapping[str, Path] | None = None) -> Path:
+    """A writable view of `folder` under `into`, at the same path relative to `top`: the entries of `folder` and of
+    every folder between it and `top` are symlinks to the originals, so relative references (`../modules/x`, a
+    program's `../shared`) resolve as they would in place; `extra` files join the view (replacing entries of the
+    same name). Whatever an engine writes in the view stays in `into`: the user's folder is never written."""
+    parts = folder.relative_to(top).parts
+    source, view = top, into
+    view.mkdir(parents=True, exist_ok=True)
+    for index in range(len(parts) + 1):
+        inner = parts[index] if index < len(parts) else None
+        for entry in source.iterdir():
+            if entry.name != inner:
+                (view / entry.name).symlink_to(entry)
+        if inner is None:
+            break
+        source, view = source / inner, view / inner
+        view.mkdir()
+    for name, path in (extra or {}).items():
+        link = view / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(path)
+    return view

@@ -12,9 +12,12 @@ import time
 from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
-from iac_runner.common.secrets import REGISTRY
+from iac_runner.common.errors import truncate
+from iac_runner.common.secrets import REGISTRY, redact_all
 
 LogFormat = Literal["text", "json"]
+#: A log line is cut at this many bytes: an engine that echoes a 50 MB value must not flood the pod's log.
+LINE_LIMIT = 8192
 
 _STYLES = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red", "step": "bold cyan"}
 _STATUS_STYLES = {"done": "green", "failed": "red", "in progress": "cyan"}
@@ -62,14 +65,14 @@ class Log:
         self._emit("info", "engine", line, {"engine": engine}, style="dim")
 
     def _emit(self, level: str, kind: str, message: str, fields: dict[str, Any], style: str | None = None) -> None:
-        message = REGISTRY.redact(message)
+        message = truncate(REGISTRY.redact(message), LINE_LIMIT)
         if self.format == "json":
             record = {
                 "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "level": "info" if level == "step" else level,
                 "event": kind,
                 "message": message,
-                **{k: _redact_value(v) for k, v in fields.items()},
+                **{k: _short(redact_all(v)) for k, v in fields.items()},
             }
             self._stream.write(json.dumps(record, default=str) + "\n")
             self._stream.flush()
@@ -90,14 +93,8 @@ class Log:
         self._console.print(line)
 
 
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return REGISTRY.redact(value)
-    if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redact_value(v) for v in value]
-    return value
+def _short(value: Any) -> Any:
+    return truncate(value, LINE_LIMIT) if isinstance(value, str) else value
 
 
 log = Log()

@@ -2,16 +2,25 @@
 
 Signals: while an engine runs, SIGTERM/SIGINT are forwarded to it as SIGINT (tofu and pulumi then stop
 cleanly and save their state) and the run ends with `Interrupted` once it exits. With no engine running
-(e.g. while polling CloudFormation) the signal interrupts the run at once.
+(e.g. while polling CloudFormation) the signal interrupts the run at once, as `Signalled`: a BaseException, so
+that no SDK's `except Exception` (boto3 retries, for one) can swallow it. A signal that arrives before the run
+starts (while Python imports) is remembered and ends the run as soon as it starts.
+
+Engines never outlive the runner: each is started with the parent-death signal (Linux) set to SIGINT, so even a
+SIGKILL of the runner makes tofu or pulumi stop and save their state; and with umask 077, so the state files an
+engine writes are readable by their owner only.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import selectors
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,31 +29,59 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from iac_runner.common.errors import EngineError, Interrupted, RunTimeout
+from iac_runner.common.errors import ConfigError, Interrupted, RunTimeout
 from iac_runner.common.log import log
 from iac_runner.common.secrets import REGISTRY
 
 # After forwarding a signal, how long the engine gets to save state before it is killed.
 GRACE_SECONDS = 60.0
+#: Files and folders an engine creates are its user's only (state holds secrets).
+ENGINE_UMASK = 0o077
+_PR_SET_PDEATHSIG = 1
 
 
 class Deadline:
-    """The run's overall time limit (IAC_RUNNER_TIMEOUT), shared by every step."""
+    """A time limit: the run's overall one (IAC_RUNNER_TIMEOUT), or a phase's within it (`phase`)."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, setting: str = "IAC_RUNNER_TIMEOUT (--timeout)", phase: str = "") -> None:
         self.seconds = seconds
         self.expires = time.monotonic() + seconds
+        self.setting = setting
+        self.phase_name = phase
 
     def remaining(self) -> float:
         return self.expires - time.monotonic()
 
+    def phase(self, name: str, seconds: float | None, setting: str) -> Deadline:
+        """A limit for one phase (checkout, init) that ends no later than this one: a hung phase cannot eat the
+        time the rest of the run needs, e.g. to save state."""
+        if seconds is None or seconds >= self.remaining():
+            return self
+        child = Deadline(seconds, setting=setting, phase=name)
+        return child
+
     def check(self, doing: str) -> None:
-        if self.remaining() <= 0:
+        if self.remaining() > 0:
+            return
+        if self.phase_name:
             raise RunTimeout(
-                f"The run exceeded its time limit of {self.seconds:g} s while {doing}.",
-                fix="Raise IAC_RUNNER_TIMEOUT (--timeout) if the stack needs longer, then run again: "
-                "create is idempotent and converges.",
+                f"The {self.phase_name} phase exceeded its time limit of {self.seconds:g} s while {doing}.",
+                where=self.setting,
+                fix=f"Check what {self.phase_name} waits for (the network path to the git host or the registry), "
+                f"or raise {self.setting}; nothing was changed by this phase.",
             )
+        raise RunTimeout(
+            f"The run exceeded its time limit of {self.seconds:g} s while {doing}.",
+            fix=f"Raise {self.setting} if the stack needs longer, then run again: create is idempotent and converges.",
+        )
+
+
+class Signalled(BaseException):
+    """SIGTERM or SIGINT arrived while no engine was running to forward it to."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 class _Interrupts:
@@ -63,10 +100,25 @@ class _Interrupts:
             if first:
                 log.warning(f"received {signal.Signals(signum).name}: asked the engine to stop and save its state")
             return
-        raise interrupted(signum)
+        raise Signalled(signum)
+
+    def remember(self, signum: int, _frame: FrameType | None) -> None:
+        self.received = self.received or signum
 
 
 _interrupts = _Interrupts()
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def catch_signals_early() -> None:
+    """From the process's first moments: remember SIGTERM/SIGINT instead of dying of them, so that even a signal
+    during start-up ends the run with exit 130 and the error file (`forward_signals` raises it)."""
+    for sig in _SIGNALS:
+        signal.signal(sig, _interrupts.remember)
+
+
+def signal_received() -> int | None:
+    return _interrupts.received
 
 
 def signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
@@ -75,8 +127,14 @@ def signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
         os.killpg(child.pid, sig)
 
 
-def interrupted(signum: int) -> Interrupted:
+def interrupted(signum: int, *, after_the_work: bool = False) -> Interrupted:
     name = signal.Signals(signum).name
+    if after_the_work:
+        return Interrupted(
+            f"The run was interrupted by {name} after it had finished its work.",
+            where="the output files were written before the signal came",
+            fix="Run the same action again if the orchestrator needs a clean exit: it finds nothing to change.",
+        )
     return Interrupted(
         f"The run was interrupted by {name}.",
         fix="Run the same action again: create is idempotent and converges from where it stopped.",
@@ -85,14 +143,19 @@ def interrupted(signum: int) -> Interrupted:
 
 @contextlib.contextmanager
 def forward_signals() -> Iterator[None]:
-    """Install SIGTERM/SIGINT handlers for the duration of a run (main thread only)."""
-    previous = {sig: signal.signal(sig, _interrupts.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-    _interrupts.received = None
+    """SIGTERM/SIGINT forwarded to the engines (or ending the run) for the duration of a run (main thread only).
+    A signal that arrived before ends the run at once; one that arrives after is remembered."""
+    previous = {sig: signal.signal(sig, _interrupts.handle) for sig in _SIGNALS}
     try:
+        if _interrupts.received is not None:
+            raise Signalled(_interrupts.received)
         yield
+    except Signalled as signalled:
+        raise interrupted(signalled.signum) from None
     finally:
+        _interrupts.received = None  # reported by now; a later signal is remembered afresh
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if handler is not _interrupts.handle else _interrupts.remember)
 
 
 @dataclass(frozen=True)
@@ -135,12 +198,11 @@ def run(
             stderr=subprocess.PIPE,
             # Own process group: a terminal's Ctrl-C reaches the runner once, and the runner decides.
             start_new_session=True,
+            umask=ENGINE_UMASK,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - a prctl call only; no locks, no imports
         )
-    except FileNotFoundError:
-        raise EngineError(
-            f"The {engine} executable {argv[0]!r} was not found.",
-            fix=f"Install {engine} or put it on PATH; `iac-runner backends` shows what each backend finds.",
-        ) from None
+    except OSError as exc:
+        raise _cannot_start(engine, argv[0], exc) from None
     _interrupts.children.add(child)
     if stdin is not None:
         assert child.stdin is not None
@@ -197,12 +259,48 @@ def _pump(
         deadline.check(doing)
 
 
+def _cannot_start(engine: str, executable: str, exc: OSError) -> ConfigError:
+    if isinstance(exc, FileNotFoundError):
+        reason = "was not found"
+    elif exc.errno == errno.ENOEXEC:
+        reason = "is not a program this machine can run (exec format error)"
+    elif isinstance(exc, PermissionError | IsADirectoryError):
+        reason = "is not executable (a folder, or a file without the execute permission)"
+    else:
+        reason = f"could not be started: {exc.strerror}"
+    return ConfigError(
+        f"The {engine} executable {executable!r} {reason}.",
+        where=executable,
+        fix=f"Install {engine} or put the right binary on PATH (or in the setting that names it); "
+        "`iac-runner backends` shows what each backend finds.",
+    )
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """What the child runs before exec: ask the kernel to send it SIGINT when the runner dies (SIGKILL included),
+    so the engine stops and saves its state instead of running on, orphaned, with the lock held."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arrange() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGINT)
+        if os.getppid() != parent:  # the runner died before prctl took effect
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return arrange
+
+
 class TrackedPopen(subprocess.Popen[bytes]):
-    """A Popen for engine processes an SDK starts itself (Pulumi's Automation API): its own process group, and
-    registered for signal forwarding and the deadline while it runs, like the processes of `run`."""
+    """A Popen for engine processes an SDK starts itself (Pulumi's Automation API): its own process group, the
+    engines' umask and parent-death signal, and registered for signal forwarding and the deadline while it runs,
+    like the processes of `run`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["start_new_session"] = True
+        kwargs.setdefault("umask", ENGINE_UMASK)
+        kwargs.setdefault("preexec_fn", _die_with_parent())
         super().__init__(*args, **kwargs)
         _interrupts.children.add(self)
 

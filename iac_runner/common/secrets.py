@@ -79,3 +79,14 @@ def _text_forms(leaf: Any) -> set[str]:
 
 
 REGISTRY = SecretRegistry()
+
+
+def redact_all(value: Any) -> Any:
+    """`value` with every string in it redacted (for structured records: JSON log lines, the run report)."""
+    if isinstance(value, str):
+        return REGISTRY.redact(value)
+    if isinstance(value, dict):
+        return {k: redact_all(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_all(v) for v in value]
+    return value

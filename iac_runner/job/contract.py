@@ -1,7 +1,9 @@
-"""The Container Driver's side of the contract (part A): ACTION, SCRIPTS_DIRECTORY and the file variables."""
+"""The Container Driver's side of the contract (part A): ACTION, SCRIPTS_DIRECTORY and the file variables; and
+ours that ride along (IAC_RUNNER_REPORT_FILE, the plan and drift actions)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from iac_runner.common.errors import ConfigError
 from iac_runner.common.log import log
 from iac_runner.job.outputs import OutputFiles
+from iac_runner.job.report import RunReport
 from iac_runner.job.run import Action, RunRequest
 from iac_runner.job.settings import (
     check_no_overlap,
@@ -17,21 +20,30 @@ from iac_runner.job.settings import (
     secret_inputs_from_env,
 )
 
-ACTIONS: dict[str, Action] = {"create": "apply", "destroy": "destroy"}
+#: The driver's two actions, and ours for a definition's plan-only and drift Jobs.
+ACTIONS: dict[str, Action] = {"create": "apply", "destroy": "destroy", "plan": "plan", "drift": "drift"}
 #: The names the runner's own jobs (demo, driver emulate) give the driver's files in SCRIPTS_DIRECTORY.
 FILES = {"OUTPUTS_FILE": "outputs.json", "SECRET_OUTPUTS_FILE": "secret-outputs.json", "ERROR_FILE": "error.txt"}
 
 
 def error_file(environ: Mapping[str, str]) -> Path | None:
     """Where to write the failure reason; resolved first so that every later error can be reported."""
-    raw = environ.get("ERROR_FILE")
+    return _early_path(environ, "ERROR_FILE")
+
+
+def report_file(environ: Mapping[str, str]) -> Path | None:
+    """Where the run report goes (IAC_RUNNER_REPORT_FILE), resolved as early as the error file."""
+    return _early_path(environ, "IAC_RUNNER_REPORT_FILE")
+
+
+def _early_path(environ: Mapping[str, str], name: str) -> Path | None:
+    raw = environ.get(name)
     if not raw:
         return None
-    base = Path(environ.get("SCRIPTS_DIRECTORY") or ".")
-    return base / raw
+    return Path(environ.get("SCRIPTS_DIRECTORY") or ".") / raw
 
 
-def request(environ: Mapping[str, str]) -> RunRequest:
+def request(environ: Mapping[str, str], report: RunReport) -> RunRequest:
     action = _action(environ)
     scripts = _scripts_directory(environ)
     files = OutputFiles(
@@ -40,24 +52,43 @@ def request(environ: Mapping[str, str]) -> RunRequest:
     )
     if not environ.get("ERROR_FILE"):
         raise _missing("ERROR_FILE", "the file where the failure reason is written for the user")
+    _distinct(environ, scripts)
     settings = load_settings({}, environ)
     inputs = _inputs(environ, scripts)
     secrets = secret_inputs_from_env(environ)
     check_no_overlap(inputs, secrets)
-    return RunRequest(action, settings, scripts, inputs, secrets, output_files=files, container=True)
+    return RunRequest(action, settings, scripts, inputs, secrets, output_files=files, container=True, report=report)
+
+
+def _distinct(environ: Mapping[str, str], scripts: Path) -> None:
+    """Each of the driver's files is a file of its own: secrets written over the values (or the error over either)
+    would be lost, or worse, shown."""
+    names = ("OUTPUTS_FILE", "SECRET_OUTPUTS_FILE", "ERROR_FILE", "IAC_RUNNER_REPORT_FILE")
+    seen: dict[str, str] = {}
+    for name in names:
+        if not environ.get(name):
+            continue
+        resolved = os.path.realpath(scripts / environ[name])
+        if resolved in seen:
+            raise ConfigError(
+                f"{name} and {seen[resolved]} name the same file ({environ[name]}).",
+                where=f"environment variables {seen[resolved]} and {name}",
+                fix="Give each of the driver's files its own path, e.g. outputs.json, secret-outputs.json, error.txt.",
+            )
+        seen[resolved] = name
 
 
 def _action(environ: Mapping[str, str]) -> Action:
     raw = environ.get("ACTION")
     if not raw:
         raise _missing("ACTION", "create or destroy")
-    action = ACTIONS.get(raw.strip().lower())
+    action = ACTIONS.get(raw)
     if action is None:
         raise ConfigError(
             f"ACTION must be 'create' or 'destroy', not {raw!r}.",
             where="environment variable ACTION",
-            fix="The Container Driver sets ACTION itself; when running by hand use ACTION=create or ACTION=destroy "
-            "(an update is a create).",
+            fix="The Container Driver sets ACTION itself, in lower case; when running by hand use ACTION=create or "
+            "ACTION=destroy (an update is a create), or ACTION=plan / ACTION=drift to look without changing.",
         )
     return action
 

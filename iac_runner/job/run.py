@@ -1,4 +1,10 @@
-"""One run, start to end: settings -> source -> backend -> verb -> outputs. Data flows one way."""
+"""One run, start to end: settings -> source -> backend -> verb -> outputs. Data flows one way.
+
+The engine never works in the user's folder: it gets a view of it in the run's private work dir (symlinks to the
+stack's files, the driver's companion files beside them), so parallel runs of one folder cannot meet and a
+read-only stack folder is fine. Each phase is recorded in the run report; the deadline is checked between them, so
+no change starts after it passed.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +18,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 from iac_runner import backends
-from iac_runner.backends.base import Backend, ChangeSummary, EngineOptions, Output, StackContext
+from iac_runner.backends.base import Backend, ChangeSummary, Drift, EngineOptions, Output, StackContext
 from iac_runner.common import paths
-from iac_runner.common.errors import ConfigError
-from iac_runner.common.files import check_writable_dir
+from iac_runner.common.errors import ConfigError, RunnerError
+from iac_runner.common.files import check_writable_dir, mirror
 from iac_runner.common.log import log
-from iac_runner.common.naming import sanitize
 from iac_runner.common.process import Deadline, forward_signals
 from iac_runner.common.secrets import REGISTRY
 from iac_runner.job import outputs as outputs_mod
+from iac_runner.job.guard import Guard
 from iac_runner.job.outputs import OutputFiles
+from iac_runner.job.report import RunReport
 from iac_runner.job.settings import Settings, load_stack_file
 from iac_runner.job.source import Source, checkout
 
-Action = Literal["apply", "destroy", "plan", "outputs", "validate"]
+Action = Literal["apply", "destroy", "plan", "outputs", "validate", "drift"]
 WRITES_OUTPUTS = ("apply", "destroy", "outputs")
+_WORK_PREFIX = "iac-runner-work-"
 
 
 @dataclass(frozen=True)
@@ -37,9 +45,10 @@ class RunRequest:
     inputs: Mapping[str, Any] = field(default_factory=dict)
     secret_inputs: Mapping[str, Any] = field(default_factory=dict)
     output_files: OutputFiles | None = None
-    #: Container mode: a stack's state must be given a home outside the Job (it would die with it).
+    #: Container mode: the stack needs an explicit identity and a home for its state outside the Job.
     container: bool = False
     cancel_lock: bool = False
+    report: RunReport = field(default_factory=lambda: RunReport("run"))
 
 
 @dataclass(frozen=True)
@@ -49,37 +58,52 @@ class RunResult:
     stack_name: str
     outputs: list[Output] = field(default_factory=list)
     plan: ChangeSummary | None = None
+    drift: Drift | None = None
 
 
 def execute(request: RunRequest) -> RunResult:
-    settings = request.settings
+    settings, report = request.settings, request.report
     REGISTRY.add_all(request.secret_inputs.values())
     deadline = Deadline(settings.timeout)
     if request.output_files and request.action in WRITES_OUTPUTS:
         _check_output_files(request.output_files)
-    git = settings.git_source()
-    with (
-        forward_signals(),
-        checkout(git, request.base_dir, settings.source_path, deadline) as source,
-        _work_root(request) as work_root,
-    ):
-        stack_file = load_stack_file(source.folder)
-        backend = _backend(settings.backend or stack_file.backend, source.folder)
-        if request.container and source.commit:
-            _bring_companions(backend, request.base_dir, source.folder)
-        stack_name = settings.stack_name or _default_stack_name(settings, source)
+    stack_name = settings.stack_name or _default_stack_name(settings, request)
+    report.stack = stack_name
+    with forward_signals(), contextlib.ExitStack() as stack:
+        with report.phase("checkout"):
+            checkout_deadline = deadline.phase("checkout", settings.checkout_timeout, "IAC_RUNNER_CHECKOUT_TIMEOUT")
+            source = stack.enter_context(
+                checkout(
+                    settings.git_source(), request.base_dir, settings.source_path, checkout_deadline, settings.retries
+                )
+            )
+            stack_file = load_stack_file(source.folder)
+            backend = _backend(settings.backend or stack_file.backend, source.folder)
+            source.include(backend.local_dependencies(source.folder))
+        report.backend = backend.name
+        report.source = {k: v for k, v in _source_record(source, settings).items() if v}
+        work = stack.enter_context(_work_dir())
+        view = mirror(source.folder, _top(source), work / "stack", _companions(backend, request, source))
+        guard = Guard(settings.allowed_replacements() | set(stack_file.allow_replace), set(stack_file.protect))
         ctx = StackContext(
-            folder=source.folder,
+            folder=view,
             stack_name=stack_name,
             inputs=dict(request.inputs),
             secret_inputs=dict(request.secret_inputs),
             stack_file=stack_file,
             deadline=deadline,
-            work_dir=work_root / sanitize(stack_name, allowed="a-zA-Z0-9_.-", max_length=100),
+            work_dir=paths.private_dir(work / "engine"),
             state_url=_state_url(settings, backend, source.folder, request.container),
-            lock_timeout=settings.lock_timeout,
-            options=EngineOptions(binary=settings.tofu_binary, cancel_lock=request.cancel_lock),
             env=dict(os.environ),
+            lock_timeout=settings.lock_timeout,
+            init_timeout=settings.init_timeout,
+            retries=settings.retries,
+            keep_dir=_keep_dir(request),
+            options=EngineOptions(
+                binary=settings.tofu_binary, cancel_lock=request.cancel_lock, refresh=settings.refresh
+            ),
+            events=report,
+            approve=guard,
         )
         log.step(
             f"{request.action} stack {stack_name!r} with backend {backend.name}",
@@ -87,28 +111,45 @@ def execute(request: RunRequest) -> RunResult:
             stack=stack_name,
             commit=source.commit,
         )
-        result = _act(request.action, backend, ctx)
-    outs = outputs_mod.classify(result.outputs, request.secret_inputs)
-    if request.output_files and request.action in WRITES_OUTPUTS:
-        outputs_mod.write(outs, request.output_files)
-        log.info(f"wrote {len(outs)} output(s) to {request.output_files.values} and {request.output_files.secrets}")
-    return RunResult(source, backend.name, stack_name, outs, result.plan)
+        deadline.check(f"starting to {request.action}")
+        try:
+            result = _act(request.action, backend, ctx, guard)
+        except RunnerError as error:
+            raise _relocated(error, view, _shown(source)) from None
+        finally:
+            report.guard = guard.decision
+        outs = outputs_mod.classify(result.outputs, request.secret_inputs)
+        if request.action in WRITES_OUTPUTS:
+            report.output_names(outs)
+        if request.output_files and request.action in WRITES_OUTPUTS:
+            with report.phase("write outputs"):
+                outputs_mod.write(outs, request.output_files)
+            log.info(f"wrote {len(outs)} output(s) to {request.output_files.values} and {request.output_files.secrets}")
+    return RunResult(source, backend.name, stack_name, outs, result.plan, result.drift)
 
 
 @dataclass(frozen=True)
 class _Acted:
     outputs: list[Output] = field(default_factory=list)
     plan: ChangeSummary | None = None
+    drift: Drift | None = None
 
 
-def _act(action: Action, backend: Backend, ctx: StackContext) -> _Acted:
+def _act(action: Action, backend: Backend, ctx: StackContext, guard: Guard) -> _Acted:
     if action == "destroy":
         backend.destroy(ctx)
         return _Acted()
     if action == "outputs":
         return _Acted(outputs=backend.outputs(ctx))
     if action == "plan":
-        return _Acted(plan=backend.plan(ctx))
+        plan = backend.plan(ctx)
+        guard.preview(plan)
+        return _Acted(plan=plan)
+    if action == "drift":
+        found = backend.drift(ctx)
+        if isinstance(ctx.events, RunReport):
+            ctx.events.drift(found)
+        return _Acted(drift=found)
     if action == "apply":
         return _Acted(outputs=backend.apply(ctx))
     backend.validate(ctx)
@@ -122,22 +163,63 @@ def _backend(name: str | None, folder: Path) -> Backend:
     return backend
 
 
-def _bring_companions(backend: Backend, scripts: Path, folder: Path) -> None:
-    """The driver's `files` land in SCRIPTS_DIRECTORY, the stack in a git checkout: they belong together."""
+def _companions(backend: Backend, request: RunRequest, source: Source) -> dict[str, Path]:
+    """The driver's `files` at SCRIPTS_DIRECTORY's root that belong beside the stack (its tfvars, its backend, its
+    stack config), in every layout: the runner's checkout, the driver's with or without a subpath."""
+    scripts = request.base_dir.resolve()
+    if not request.container or source.folder == scripts:
+        return {}
+    found: dict[str, Path] = {}
     for pattern in backend.companions:
         for path in sorted(scripts.glob(pattern)):
             if path.is_file():
-                if (folder / path.name).exists():
-                    log.warning(f"{path.name} from SCRIPTS_DIRECTORY replaces the one in the repository")
-                shutil.copyfile(path, folder / path.name)
-                log.info(f"using {path.name} from SCRIPTS_DIRECTORY beside the stack")
+                found[path.name] = path
+    for name in found:
+        replaces = " (it replaces the stack's own)" if (source.folder / name).exists() else ""
+        log.info(f"using {name} from SCRIPTS_DIRECTORY beside the stack{replaces}")
+    return found
 
 
-def _default_stack_name(settings: Settings, source: Source) -> str:
-    """The stack path's folders joined ('stacks/s3/cloudformation' -> 'stacks-s3-cloudformation')."""
+def _top(source: Source) -> Path:
+    """How far up the engine's view of the stack reaches: the repository the stack is in, else the base folder."""
+    for folder in (source.root, *source.root.parents):
+        if (folder / ".git").exists():
+            return folder
+    return source.root
+
+
+def _shown(source: Source) -> str:
+    """How to name the stack's folder to a person: its path in the repository, or on this machine."""
+    if source.commit is not None:
+        return str(source.folder.relative_to(source.root))
+    return str(source.folder)
+
+
+def _relocated(error: RunnerError, view: Path, shown: str) -> RunnerError:
+    """The error as the user reads it: files named in the stack's own folder, not in the run's private view."""
+    for name in ("summary", "where", "fix", "details"):
+        text = getattr(error, name)
+        setattr(error, name, text.replace(f"{view}/", f"{shown}/").replace(str(view), shown))
+    return error
+
+
+def _source_record(source: Source, settings: Settings) -> dict[str, str | None]:
+    return {"url": source.url, "ref": source.ref, "commit": source.commit, "path": settings.source_path}
+
+
+def _default_stack_name(settings: Settings, request: RunRequest) -> str:
+    """Local runs: the stack path's folders joined ('stacks/s3/cloudformation' -> 'stacks-s3-cloudformation').
+    A job must say which resource it is: a folder name is the same for every resource of a definition."""
+    if request.container:
+        raise ConfigError(
+            "IAC_RUNNER_STACK_NAME is not set: in container mode the stack's identity must come from the resource.",
+            where="job.variables of the resource definition",
+            fix="Set IAC_RUNNER_STACK_NAME to the resource's unique id, `${context.res.guresid}` in a Humanitec "
+            "definition: derived from a folder, two resources would share (and destroy) one stack.",
+        )
     if settings.source_path:
         return "-".join(part for part in Path(settings.source_path).parts if part not in ("/", "."))
-    return source.folder.name
+    return request.base_dir.resolve().name
 
 
 def _state_url(settings: Settings, backend: Backend, folder: Path, container: bool) -> str | None:
@@ -153,19 +235,51 @@ def _state_url(settings: Settings, backend: Backend, folder: Path, container: bo
     return (paths.state_home() / "state").as_uri()
 
 
+def _keep_dir(request: RunRequest) -> Path:
+    if request.output_files is not None:
+        return request.output_files.values.parent
+    return paths.state_home() / "recovered"
+
+
 @contextlib.contextmanager
-def _work_root(request: RunRequest) -> Iterator[Path]:
-    """Where engines keep their working files: private to the run in a container (the Job is thrown away
-    anyway), a per-user cache locally so that providers and plugins are not fetched again."""
-    if request.container:
-        with tempfile.TemporaryDirectory(prefix="iac-runner-work-") as tmp:
-            yield Path(tmp)
-        return
-    yield paths.cache_home() / "work"
+def _work_dir() -> Iterator[Path]:
+    """The run's private work dir (0700), removed at the end; one that a killed run left behind (its saved plan may
+    hold secret values) is removed by the next run."""
+    _remove_stale()
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-"))
+    except OSError as exc:
+        raise ConfigError(
+            f"No writable temp folder for the run's work dir ({tempfile.gettempdir()}: {exc.strerror}).",
+            where="TMPDIR",
+            fix="Give the job a writable /tmp (an emptyDir under a read-only root filesystem) or set TMPDIR.",
+        ) from None
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_stale() -> None:
+    for folder in Path(tempfile.gettempdir()).glob(f"{_WORK_PREFIX}*-*"):
+        pid = folder.name.removeprefix(_WORK_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and folder.stat().st_uid == os.getuid():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_output_files(files: OutputFiles) -> None:
-    for label, path in (("OUTPUTS_FILE", files.values), ("SECRET_OUTPUTS_FILE", files.secrets)):
+    named = {"OUTPUTS_FILE": files.values, "SECRET_OUTPUTS_FILE": files.secrets}
+    for label, path in named.items():
         problem = check_writable_dir(path)
         if problem:
             raise ConfigError(

@@ -50,10 +50,25 @@ class Settings(BaseModel):
     source_known_hosts: str | None = None
     stack_name: str | None = None
     state_url: str | None = None
+    source_include: str | None = None
     timeout: int = Field(default=DEFAULT_TIMEOUT, gt=0)
+    checkout_timeout: int = Field(default=300, gt=0)
+    init_timeout: int = Field(default=300, gt=0)
     lock_timeout: int = Field(default=60, ge=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    allow_replace: str | None = None
+    refresh: bool = False
+    report_file: str | None = None
     tofu_binary: str | None = None
     log_format: Literal["text", "json"] = "text"
+
+    def include_paths(self) -> list[str]:
+        """More folders of the repository to check out beside the stack's (IAC_RUNNER_SOURCE_INCLUDE)."""
+        return [p.strip().strip("/") for p in (self.source_include or "").split(",") if p.strip().strip("/")]
+
+    def allowed_replacements(self) -> set[str]:
+        """Resources the replacement guard lets a create replace or remove ("all" for any)."""
+        return {a.strip() for a in (self.allow_replace or "").split(",") if a.strip()}
 
     def git_source(self) -> GitSource | None:
         """Where to check the stack out from, when it does not come from SCRIPTS_DIRECTORY."""
@@ -67,9 +82,12 @@ class Settings(BaseModel):
             username=self.source_username,
             ssh_key=self.source_ssh_key.get_secret_value() if self.source_ssh_key else None,
             known_hosts=self.source_known_hosts,
+            include=tuple(self.include_paths()),
         )
 
-    @field_validator("backend", "source_url", "source_ref", "source_path", "stack_name", "state_url")
+    @field_validator(
+        "backend", "source_url", "source_ref", "source_path", "stack_name", "state_url", "report_file", "allow_replace"
+    )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None

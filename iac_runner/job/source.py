@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -23,6 +23,7 @@ from iac_runner.common import process
 from iac_runner.common.errors import ConfigError, EngineError
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
+from iac_runner.common.retry import Retry, transient_reason
 from iac_runner.common.secrets import REGISTRY
 
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -45,24 +46,40 @@ class GitSource:
     username: str | None = None
     ssh_key: str | None = None
     known_hosts: str | None = None
+    #: More folders of the repository the stack needs (besides those the backend finds itself).
+    include: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass
 class Source:
-    """The stack folder a run works in, and where it came from."""
+    """The stack folder a run works in, where it came from, and the folder it may reach (the checkout's root, or
+    the base folder): `widen` checks out more of the repository when the stack needs code beside it."""
 
     folder: Path
+    root: Path
     commit: str | None = None
     url: str | None = None
     ref: str | None = None
+    widen: Callable[[list[str]], None] | None = None
+
+    def include(self, folders: Iterable[Path]) -> None:
+        """Make `folders` (inside the root) present: a sparse checkout fetches them, a plain folder has them."""
+        wanted = sorted({str(f.relative_to(self.root)) for f in folders if f.is_relative_to(self.root)} - {"."})
+        missing = [w for w in wanted if not (self.root / w).is_dir()]
+        if missing and self.widen is not None:
+            self.widen(missing)
 
 
 class SourceError(ConfigError):
     """The stack could not be checked out; `part` is the part of the source to blame: url, ref or path."""
 
-    def __init__(self, part: str, summary: str, *, where: str = "", fix: str = "", details: str = "") -> None:
+    def __init__(
+        self, part: str, summary: str, *, where: str = "", fix: str = "", details: str = "", credentials: bool = False
+    ) -> None:
         super().__init__(summary, where=where, fix=fix, details=details)
         self.part = part
+        #: The git host refused the credentials (never worth a retry).
+        self.credentials = credentials
 
 
 def git_auth(url: str) -> GitAuth:
@@ -112,24 +129,53 @@ def stack_folder(root: Path, subpath: str | None, label: str, *, must_exist: boo
 
 
 @contextlib.contextmanager
-def checkout(git: GitSource | None, base_dir: Path, subpath: str | None, deadline: Deadline) -> Iterator[Source]:
+def checkout(
+    git: GitSource | None, base_dir: Path, subpath: str | None, deadline: Deadline, retries: int = 0
+) -> Iterator[Source]:
     """The stack folder for this run: `subpath` of a git checkout (in a temp dir removed afterwards), or of
-    `base_dir` when there is no git source."""
+    `base_dir` when there is no git source. Symlinks that lead out of either are refused."""
     if git is None:
-        yield Source(folder=stack_folder(base_dir, subpath, "scripts directory"))
+        root = base_dir.resolve()
+        folder = stack_folder(root, subpath, "scripts directory")
+        check_links(folder, root)
+        yield Source(folder=folder, root=root)
         return
     with tempfile.TemporaryDirectory(prefix="iac-runner-") as tmp:
-        yield _GitCheckout(git, Path(tmp), deadline).run()
+        yield _GitCheckout(git, Path(tmp), deadline, Retry(retries, deadline)).run()
+
+
+def check_links(folder: Path, root: Path) -> None:
+    """No symlink under `folder` may lead out of `root`: a committed link to /etc or to the runner's own files
+    must not reach the engine."""
+    for path in _links(folder):
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            raise SourceError(
+                "path",
+                f"The stack holds a symlink that leads out of the repository: {path.relative_to(root)}.",
+                where=f"{path.relative_to(root)} -> {os.readlink(path)}",
+                fix="Replace the link with the file it points at, or point it inside the repository.",
+            )
+
+
+def _links(folder: Path) -> Iterator[Path]:
+    for current, dirs, files in os.walk(folder):
+        for name in (*dirs, *files):
+            path = Path(current) / name
+            if path.is_symlink():
+                yield path
+        dirs[:] = [d for d in dirs if d != ".git" and not (Path(current) / d).is_symlink()]
 
 
 class _GitCheckout:
-    def __init__(self, git: GitSource, tmp: Path, deadline: Deadline) -> None:
+    def __init__(self, git: GitSource, tmp: Path, deadline: Deadline, retry: Retry) -> None:
         self.git = git
         self.url = git.url
         self.shown = safe_url(self.url)
         self.ref = git.ref
         self.tmp = tmp
         self.deadline = deadline
+        self.retry = retry
         self.env = self._environment()
 
     def run(self) -> Source:
@@ -148,15 +194,28 @@ class _GitCheckout:
         dest = self.tmp / "repo"
         repo = Repo.init(dest)
         repo.create_remote("origin", self.url)
-        path = self.git.path
-        if path:
-            stack_folder(dest, path, "repository", must_exist=False)  # reject escapes before any fetch
-            repo.git.sparse_checkout("set", "--cone", path.strip("/"))
+        for wanted in (self.git.path, *self.git.include):
+            stack_folder(dest, wanted, "repository", must_exist=False)  # reject escapes before any fetch
+        path = (self.git.path or "").strip("/")
+        folders = [p for p in dict.fromkeys([path, *self.git.include]) if p]
+        if folders:
+            repo.git.sparse_checkout("set", "--cone", *folders)
         commit = self._fetch(repo, refs, head)
         self._remote(dest, "-c", "advice.detachedHead=false", "checkout", "--detach", commit)
         folder = stack_folder(dest, path, "repository")
+        check_links(folder, dest.resolve())
         log.info(f"source {self.shown} @ {self.ref or 'HEAD'} resolved to commit {commit}")
-        return Source(folder=folder, commit=commit, url=self.shown, ref=self.ref)
+        log.info(f"checked out: {', '.join(folders) if folders else 'the whole repository'}")
+
+        def widen(more: list[str]) -> None:
+            log.info(f"the stack uses code beside it: checking out {', '.join(more)} too")
+            repo.git.sparse_checkout("add", *more)
+            self._remote(dest, "-c", "advice.detachedHead=false", "checkout", "--detach", commit)
+            for extra in more:
+                if (dest / extra).is_dir():
+                    check_links(dest / extra, dest.resolve())
+
+        return Source(folder=folder, root=dest.resolve(), commit=commit, url=self.shown, ref=self.ref, widen=widen)
 
     def _environment(self) -> dict[str, str]:
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
@@ -220,20 +279,28 @@ class _GitCheckout:
 
     def _remote(self, cwd: Path | None, *args: str) -> str:
         """A git command that talks to the remote (or may, in a partial clone): through the process seam, so the
-        run's deadline and signals reach git and its remote helper alike. Local steps use GitPython."""
-        done = process.run(
-            ["git", *args],
-            engine="git",
-            deadline=self.deadline,
-            cwd=cwd,
-            env={**os.environ, **self.env},
-            on_stdout=lambda line: None,
-            on_stderr=lambda line: log.debug(f"git: {line}"),
-            doing=f"running git {args[0]}",
-        )
-        if done.returncode != 0:
-            raise self._error(args, done.stderr)
-        return done.stdout.strip()
+        run's deadline and signals reach git and its remote helper alike, and tried again after a transient
+        fault (a reset connection, a 5xx). Local steps use GitPython."""
+        command = next(a for a in args if not a.startswith("-") and "=" not in a)
+        attempt = 0
+        while True:
+            done = process.run(
+                ["git", *args],
+                engine="git",
+                deadline=self.deadline,
+                cwd=cwd,
+                env={**os.environ, **self.env},
+                on_stdout=lambda line: None,
+                on_stderr=lambda line: log.debug(f"git: {line}"),
+                doing=f"running git {command}",
+            )
+            if done.returncode == 0:
+                return done.stdout.strip()
+            error = self._error(command, done.stderr)
+            attempt += 1
+            reason = None if error.credentials else transient_reason(done.stderr)
+            if reason is None or not self.retry.pause(attempt, f"git {command}", reason):
+                raise error
 
     def _ls_remote(self) -> tuple[dict[str, str], str | None]:
         refs: dict[str, str] = {}
@@ -282,7 +349,7 @@ class _GitCheckout:
             "a commit SHA or a full refs/... name.",
         )
 
-    def _error(self, args: tuple[str, ...], stderr: str) -> SourceError:
+    def _error(self, command: str, stderr: str) -> SourceError:
         text = REGISTRY.redact(stderr).strip()
         lower = text.lower()
         detail = "\n".join(line.strip() for line in text.splitlines()[-5:])
@@ -294,12 +361,13 @@ class _GitCheckout:
             return SourceError(
                 "url",
                 f"Git refused the credentials for {self.shown}.",
+                credentials=True,
                 where=where,
                 fix="Check IAC_RUNNER_SOURCE_TOKEN (and IAC_RUNNER_SOURCE_USERNAME) or IAC_RUNNER_SOURCE_SSH_KEY "
                 "and IAC_RUNNER_SOURCE_KNOWN_HOSTS: the token needs read access to the repository.",
                 details=detail,
             )
-        if args[0] == "ls-remote":
+        if command == "ls-remote":
             return SourceError(
                 "url",
                 f"The git repository {self.shown} could not be reached.",
@@ -308,5 +376,5 @@ class _GitCheckout:
                 details=detail,
             )
         return SourceError(
-            "ref", f"git {args[0]} failed for {self.shown}.", where=where, fix="Check the ref and path.", details=detail
+            "ref", f"git {command} failed for {self.shown}.", where=where, fix="Check the ref and path.", details=detail
         )

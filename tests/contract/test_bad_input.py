@@ -44,7 +44,9 @@ class Case:
     action: str | None = "create"
     inputs: Any = field(default_factory=lambda: dict(INPUTS))
     secrets: dict[str, str] = field(default_factory=lambda: dict(SECRETS))
-    files: dict[str, str] = field(default_factory=lambda: {"template.yaml": TEMPLATE, "iac-runner.yaml": STACK_FILE})
+    files: dict[str, str | bytes] = field(
+        default_factory=lambda: {"template.yaml": TEMPLATE, "iac-runner.yaml": STACK_FILE}
+    )
     env: dict[str, str | None] = field(default_factory=dict)
     code: int = 2
     says: tuple[str, ...] = ()
@@ -65,7 +67,38 @@ CASES: dict[str, Case] = {
     "secret to a non-NoEcho parameter": Case(files={"template.yaml": NOT_NOECHO}, says=("without NoEcho", "apiToken")),
     "list to a String parameter": Case(inputs={**INPUTS, "environment": ["a"]}, says=("is a list",)),
     "cfn-lint error": Case(files={"template.yaml": LINT_ERROR}, says=("cfn-lint", "E3002", "template.yaml:30")),
-    "template yaml broken": Case(files={"template.yaml": "Resources: [\n"}, says=("cannot be parsed", "E0000")),
+    "template yaml broken": Case(
+        files={"template.yaml": "Resources: [\n"}, says=("cannot be parsed", "template.yaml:2")
+    ),
+    # Each of these ended as "Internal error" once: bad input, so exit 2 with what and where.
+    "inputs not utf-8": Case(inputs=b'{"bucket": "caf\xe9"}', says=("is not UTF-8 text", "inputs.json:1")),
+    "inputs in utf-16": Case(inputs='{"bucket": "x"}'.encode("utf-16"), says=("UTF-16", "UTF-8")),
+    "inputs nested 10,000 deep": Case(inputs='{"a": ' + "[" * 10_000 + "]" * 10_000 + "}", says=("nested too deeply",)),
+    "inputs with NaN": Case(inputs='{"bucket": NaN}', says=("NaN is not a JSON value",)),
+    "inputs with Infinity": Case(inputs='{"bucket": -Infinity}', says=("-Infinity is not a JSON value",)),
+    "inputs with 1e400": Case(inputs='{"bucket": 1e400}', says=("1e400 is out of range",)),
+    "template not utf-8": Case(
+        files={"template.yaml": TEMPLATE.encode() + b"\n# caf\xe9\n", "iac-runner.yaml": STACK_FILE},
+        says=("is not UTF-8 text", "template.yaml"),
+    ),
+    "iac-runner.yaml not utf-8": Case(
+        files={"template.yaml": TEMPLATE, "iac-runner.yaml": STACK_FILE.encode() + b"# caf\xe9\n"},
+        says=("is not UTF-8 text", "iac-runner.yaml:3"),
+    ),
+    "malformed AWS_ENDPOINT_URL": Case(env={"AWS_ENDPOINT_URL": "http://[::1"}, says=("AWS_ENDPOINT_URL",)),
+    "unknown AWS_PROFILE": Case(env={"AWS_PROFILE": "no-such-profile"}, says=("no-such-profile", "AWS_PROFILE")),
+    "action in upper case": Case(action="CREATE", says=("ACTION must be 'create' or 'destroy'", "'CREATE'")),
+    "action with spaces": Case(action=" create ", says=("ACTION must be 'create' or 'destroy'", "' create '")),
+    "secrets file is the values file": Case(
+        env={"SECRET_OUTPUTS_FILE": "outputs.json"}, says=("SECRET_OUTPUTS_FILE and OUTPUTS_FILE name the same file",)
+    ),
+    "template outside the stack folder": Case(
+        files={"template.yaml": TEMPLATE, "iac-runner.yaml": "template: ../../../etc/passwd\n"},
+        says=("leaves the stack folder",),
+    ),
+    "no stack name in container mode": Case(
+        env={"IAC_RUNNER_STACK_NAME": None}, says=("IAC_RUNNER_STACK_NAME is not set", "${context.res.guresid}")
+    ),
     "unknown backend": Case(
         env={"IAC_RUNNER_BACKEND": "terraformz"}, says=("Unknown backend 'terraformz'", "cloudformation")
     ),
@@ -134,7 +167,7 @@ def test_bad_input(name: str, container: Container, aws: dict[str, str], plugin_
     container.env.update({**aws, "IAC_RUNNER_STACK_NAME": "bad-input", "PYTHONPATH": str(plugin_path)})
     result = container.run(case.action, case.inputs, secrets=case.secrets, env=case.env, files=case.files)
     assert result.returncode == case.code, result.log
-    assert "Traceback" not in result.log
+    assert "Traceback" not in result.log and "Internal error" not in result.log
     assert not result.files["values"].exists() and not result.files["secrets"].exists(), "nothing half-written"
     error = result.error
     if name != "scripts directory missing":  # the error file's directory itself is missing
@@ -150,7 +183,12 @@ def test_bad_input(name: str, container: Container, aws: dict[str, str], plugin_
 def test_unknown_ref_and_unreachable_repo(container: Container, aws: dict[str, str], tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "repo.git")
     container.env.update(
-        {**aws, "IAC_RUNNER_SOURCE_URL": repo.as_uri(), "IAC_RUNNER_SOURCE_PATH": "stacks/s3-bucket/cloudformation"}
+        {
+            **aws,
+            "IAC_RUNNER_SOURCE_URL": repo.as_uri(),
+            "IAC_RUNNER_SOURCE_PATH": "stacks/s3-bucket/cloudformation",
+            "IAC_RUNNER_STACK_NAME": "bad-ref",
+        }
     )
     unknown = container.run("create", INPUTS, secrets=SECRETS, env={"IAC_RUNNER_SOURCE_REF": "no-such-branch"})
     assert unknown.returncode == 2

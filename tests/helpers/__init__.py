@@ -126,17 +126,20 @@ class Container:
     def run(
         self,
         action: str | None = "create",
-        inputs: Mapping[str, Any] | str | None = None,
+        inputs: Mapping[str, Any] | str | bytes | None = None,
         secrets: Mapping[str, str] | None = None,
         env: Mapping[str, str | None] | None = None,
-        files: Mapping[str, str] | None = None,
+        files: Mapping[str, str | bytes] | None = None,
     ) -> Result:
         self.runs += 1
         scripts = self.root / f"run{self.runs}"
         scripts.mkdir()
         for name, text in (files or {}).items():
             (scripts / name).parent.mkdir(parents=True, exist_ok=True)
-            (scripts / name).write_text(text)
+            if isinstance(text, bytes):
+                (scripts / name).write_bytes(text)
+            else:
+                (scripts / name).write_text(text)
         contract = {
             "SCRIPTS_DIRECTORY": str(scripts),
             "OUTPUTS_FILE": "outputs.json",
@@ -146,7 +149,10 @@ class Container:
         if action is not None:
             contract["ACTION"] = action
         if inputs is not None:
-            (scripts / "inputs.json").write_text(inputs if isinstance(inputs, str) else json.dumps(inputs))
+            if isinstance(inputs, bytes):
+                (scripts / "inputs.json").write_bytes(inputs)
+            else:
+                (scripts / "inputs.json").write_text(inputs if isinstance(inputs, str) else json.dumps(inputs))
             contract["RESOURCE_INPUTS_FILE"] = "inputs.json"
         merged: dict[str, str | None] = {**self.env, **contract}
         merged.update({f"IAC_RUNNER_SECRET_{k}": v for k, v in (secrets or {}).items()})

@@ -117,6 +117,19 @@ class RecordingStubber(Stubber):
             raise
 
 
+class Deployed(str):
+    """A TemplateBody that is the stack's template, with or without the fingerprint an apply adds for its next
+    unchanged create (template.py)."""
+
+    __hash__ = str.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and other.startswith(str(self).rstrip("\n"))
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+
 class Api:
     """The stubbed CloudFormation API, plus each stack's event history (newest first, as AWS returns it)."""
 
@@ -232,7 +245,7 @@ class Api:
                 "StackName": NAME,
                 "ChangeSetName": ANY,
                 "ChangeSetType": kind,
-                "TemplateBody": template,
+                "TemplateBody": Deployed(template),
                 "Parameters": PARAMETERS,
                 "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
                 "Description": "created by iac-runner",
@@ -278,6 +291,11 @@ class Api:
         self.change_set("CREATE_COMPLETE", stack_id, changes=changes)
         if executed:
             self.change_set("CREATE_COMPLETE", stack_id, changes=changes)
+
+    def template(self, body: str = "Resources: {}") -> None:
+        """GetTemplate of the fast path: a deployed template without a fingerprint, so the full path follows."""
+        response = {"TemplateBody": body, "StagesAvailable": ["Original", "Processed"]}
+        self.stubber.add_response("get_template", response, {"StackName": NAME, "TemplateStage": "Original"})
 
     def execute(self) -> None:
         self.stubber.add_response("execute_change_set", {}, {"ChangeSetName": CHANGE_SET_ID})
@@ -344,9 +362,9 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
         aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
     )
     stubber = RecordingStubber(client)
-    monkeypatch.setattr(cloudformation, "_client", lambda: client)
-    monkeypatch.setattr(cloudformation, "POLL_FIRST", 0.001)
-    monkeypatch.setattr(cloudformation, "POLL_MAX", 0.005)
+    monkeypatch.setattr(cloudformation.aws, "client", lambda: client)
+    monkeypatch.setattr(cloudformation.aws, "POLL_FIRST", 0.001)
+    monkeypatch.setattr(cloudformation.aws, "POLL_MAX", 0.005)
     with stubber:
         yield Api(stubber)
 
@@ -549,7 +567,7 @@ def test_create_that_rolls_back_reports_the_first_real_failure(
 
     api.done()  # no outputs read after the failure
     assert int(error.exit_code) == 1
-    assert error.summary == f"Stack {NAME} could not be created: it ended in ROLLBACK_COMPLETE."
+    assert error.summary.startswith(f"Stack {NAME} could not be created: it ended in ROLLBACK_COMPLETE; Bucket failed")
     assert error.where == f"first failure: Bucket (AWS::S3::Bucket): {BUCKET_EXISTS}"
     assert "already exists" in error.details
     assert "cancelled" not in error.details.lower() and "cancelled" not in error.where.lower()
@@ -561,6 +579,7 @@ def test_create_that_rolls_back_reports_the_first_real_failure(
 def test_update_that_rolls_back_could_not_be_updated(api: Api, ctx: StackContext, template: str) -> None:
     api.happen(STACK_ID, *CREATED)
     api.describe(NAME, "UPDATE_COMPLETE")
+    api.template()
     api.create_change_set("UPDATE", template=template)
     api.ready_change_set(UPDATE_CHANGES)
     api.events(STACK_ID)
@@ -590,7 +609,10 @@ def test_update_that_rolls_back_could_not_be_updated(api: Api, ctx: StackContext
 
     api.done()
     assert int(error.exit_code) == 1
-    assert error.summary == f"Stack {NAME} could not be updated: it ended in UPDATE_ROLLBACK_COMPLETE."
+    assert error.summary.startswith(
+        f"Stack {NAME} could not be updated: it ended in UPDATE_ROLLBACK_COMPLETE; Bucket failed"
+    )
+    assert error.resource == "Bucket"
     assert error.where == f"first failure: Bucket (AWS::S3::Bucket): {ACCESS_DENIED}"
 
 
@@ -601,6 +623,7 @@ def test_no_changes_is_success_without_execute_and_the_empty_change_set_is_delet
     api: Api, ctx: StackContext, template: str, logged: io.StringIO
 ) -> None:
     api.describe(NAME, "UPDATE_COMPLETE")
+    api.template()
     api.create_change_set("UPDATE", template=template)
     api.change_set("CREATE_PENDING")
     api.change_set("FAILED", reason=NO_CHANGES)
@@ -617,6 +640,7 @@ def test_no_changes_is_success_without_execute_and_the_empty_change_set_is_delet
 def test_change_set_failed_for_another_reason_names_it(api: Api, ctx: StackContext, template: str) -> None:
     reason = "Template format error: Unresolved resource dependencies [Queue] in the Resources block of the template"
     api.describe(NAME, "CREATE_COMPLETE")
+    api.template()
     api.create_change_set("UPDATE", template=template)
     api.change_set("CREATE_IN_PROGRESS")
     api.change_set("FAILED", reason=reason)
@@ -663,6 +687,7 @@ def test_apply_waits_for_a_running_update_then_proceeds(
         ],
     )
     api.describe(NAME, "UPDATE_COMPLETE")
+    api.template()
     # then it proceeds: an UPDATE change set (with nothing left to change here)
     api.create_change_set("UPDATE", template=template)
     api.change_set("FAILED", reason=NO_CHANGES)
@@ -750,7 +775,7 @@ def test_destroy_that_ends_delete_failed_names_the_resource(api: Api, ctx: Stack
 
     api.done()
     assert int(error.exit_code) == 1
-    assert error.summary == f"Stack {NAME} could not be deleted: it ended in DELETE_FAILED."
+    assert error.summary.startswith(f"Stack {NAME} could not be deleted: it ended in DELETE_FAILED; Bucket failed")
     assert error.where == f"first failure: Bucket (AWS::S3::Bucket): {NOT_EMPTY}"
     # a failed delete is fixed by removing what blocks it and destroying again, not by editing the template
     assert "destroy" in error.fix
@@ -793,8 +818,8 @@ def test_a_running_operation_that_outlasts_the_deadline_times_out(
     api: Api, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Polls far apart: the first sleep is cut to what is left of the deadline, then the run times out.
-    monkeypatch.setattr(cloudformation, "POLL_FIRST", 30.0)
-    monkeypatch.setattr(cloudformation, "POLL_MAX", 30.0)
+    monkeypatch.setattr(cloudformation.aws, "POLL_FIRST", 30.0)
+    monkeypatch.setattr(cloudformation.aws, "POLL_MAX", 30.0)
     api.happen(STACK_ID, *CREATED, (NAME, "DELETE_IN_PROGRESS", "User Initiated"))
     api.describe(NAME, "DELETE_IN_PROGRESS")
     api.events(STACK_ID)
@@ -814,10 +839,11 @@ def test_a_running_operation_that_outlasts_the_deadline_times_out(
 def test_an_execution_that_outlasts_the_deadline_times_out(
     api: Api, folder: Path, template: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cloudformation, "POLL_FIRST", 30.0)
-    monkeypatch.setattr(cloudformation, "POLL_MAX", 30.0)
+    monkeypatch.setattr(cloudformation.aws, "POLL_FIRST", 30.0)
+    monkeypatch.setattr(cloudformation.aws, "POLL_MAX", 30.0)
     api.happen(STACK_ID, *CREATED)
     api.describe(NAME, "CREATE_COMPLETE")
+    api.template()
     api.create_change_set("UPDATE", template=template)
     api.change_set("CREATE_COMPLETE", changes=UPDATE_CHANGES)
     api.change_set("CREATE_COMPLETE", changes=UPDATE_CHANGES)
@@ -845,6 +871,7 @@ def test_events_are_logged_oldest_first_and_each_once(
 ) -> None:
     api.happen(STACK_ID, *CREATED)
     api.describe(NAME, "UPDATE_COMPLETE")
+    api.template()
     api.create_change_set("UPDATE", template=template)
     api.ready_change_set([change("Bucket", "Modify"), change("TokenParameter", "Modify")])
     api.events(STACK_ID)  # the history before the update: marked as seen, never logged

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +68,63 @@ def test_signal_is_forwarded_and_the_engine_finishes_first() -> None:
 
 
 def test_signal_without_an_engine_interrupts_at_once() -> None:
-    with process.forward_signals(), pytest.raises(Interrupted, match="SIGINT"):
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)
+    """Raised as a BaseException inside the run, so no SDK's `except Exception` swallows it; the run's end turns it
+    into the runner's Interrupted."""
+    swallowed = False
+    with pytest.raises(Interrupted, match="SIGINT"), process.forward_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except Exception:  # what boto3's retry loops do
+            swallowed = True
+    assert not swallowed
+
+
+def test_a_signal_before_the_run_ends_it_as_soon_as_it_starts() -> None:
+    process.catch_signals_early()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.1)
+        assert process.signal_received() == signal.SIGTERM
+        with pytest.raises(Interrupted, match="SIGTERM"), process.forward_signals():
+            time.sleep(5)
+        assert process.signal_received() is None
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def test_engines_get_the_private_umask_and_die_with_the_runner(tmp_path: Path) -> None:
+    script = (
+        "import os, time, pathlib\n"
+        "pathlib.Path('state').write_text('s')\n"
+        "print(oct(os.stat('state').st_mode & 0o777), flush=True)\n"
+    )
+    done = process.run([sys.executable, "-c", script], engine="python", deadline=Deadline(30), cwd=tmp_path)
+    assert done.stdout.strip() == "0o600"
+
+
+def test_an_engine_outlives_no_runner_killed_with_sigkill(tmp_path: Path) -> None:
+    """A runner (here a child Python) SIGKILLed while its engine runs: the engine gets SIGINT and stops."""
+    marker = tmp_path / "engine-stopped"
+    engine = (
+        "import signal, sys, time, pathlib\n"
+        f"signal.signal(signal.SIGINT, lambda *_: (pathlib.Path({str(marker)!r}).write_text('x'), sys.exit(0)))\n"
+        "print('engine ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    runner = (
+        "import sys\n"
+        "from iac_runner.common import process\n"
+        "process.run([sys.executable, '-c', sys.argv[1]], engine='python', deadline=process.Deadline(60),"
+        " on_stdout=lambda line: print(line, flush=True))\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", runner, engine], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "engine ready"
+    child.kill()
+    child.wait()
+    for _ in range(100):
+        if marker.exists():
+            break
+        time.sleep(0.1)
+    assert marker.exists(), "the engine kept running after its runner was killed"

@@ -9,9 +9,12 @@ configuration error (exit 2) from a failure reading infrastructure (exit 1).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,8 +23,10 @@ from iac_runner.backends.base import (
     BackendDefaults,
     ChangeSummary,
     Declared,
+    Drift,
     EngineUnavailable,
     Output,
+    ResourceChange,
     StackContext,
     StackFile,
 )
@@ -33,6 +38,8 @@ from iac_runner.common.errors import ConfigError, EngineError, RunnerError
 from iac_runner.common.files import write_atomic
 from iac_runner.common.log import log
 from iac_runner.common.naming import sanitize
+from iac_runner.common.process import Deadline
+from iac_runner.common.retry import Retry
 
 DEFAULT_BINARY = "tofu"
 
@@ -86,31 +93,31 @@ class OpenTofuBackend(BackendDefaults):
             raise EngineUnavailable(f"{binary} version -json gave no version") from None
         return f"{Path(binary).name} {version} ({binary})"
 
+    def local_dependencies(self, folder: Path) -> set[Path]:
+        return config.module_dirs(folder)
+
     # -- verbs -------------------------------------------------------------------------------------------
 
     def validate(self, ctx: StackContext) -> None:
         with _Tofu(ctx) as tofu:
             tofu.init(backend=False)
-            tofu.validate()
-            tofu.check_inputs()
+            with ctx.events.phase("validate"):
+                tofu.validate()
+                tofu.check_inputs()
         log.info("the configuration is valid")
 
     def plan(self, ctx: StackContext) -> ChangeSummary:
         with _Tofu(ctx) as tofu:
             tofu.init()
             tofu.check_secret_names()
-            return tofu.plan(save=False)
+            return tofu.plan(save=False).summary
 
     def apply(self, ctx: StackContext) -> list[Output]:
         with _Tofu(ctx) as tofu:
             tofu.init()
             tofu.check_secret_names()
-            summary = tofu.plan(save=True)
-            ctx.approve(summary)
-            if summary.changes:
-                tofu.apply_plan()
-            else:
-                log.info("no changes: the infrastructure matches the configuration")
+            # A transient fault before any resource was touched is tried again from a new plan.
+            Retry(ctx.retries, ctx.deadline).run(tofu.plan_and_apply, "tofu apply")
             return tofu.outputs()
 
     def destroy(self, ctx: StackContext) -> None:
@@ -126,17 +133,30 @@ class OpenTofuBackend(BackendDefaults):
             tofu.init()
             return tofu.outputs()
 
+    def drift(self, ctx: StackContext) -> Drift:
+        with _Tofu(ctx) as tofu:
+            tofu.init()
+            tofu.check_secret_names()
+            return tofu.drift()
+
+
+@dataclass(frozen=True)
+class _Planned:
+    summary: ChangeSummary
+    #: tofu's -detailed-exitcode said the plan changes something (resources or outputs).
+    changes: bool
+
 
 class _Tofu:
-    """One run's engine invocations over a stack folder and its private work dir."""
+    """One run's engine invocations over the stack's view (the run's own copy of its folder) and work dir."""
 
     def __init__(self, ctx: StackContext) -> None:
         self.ctx = ctx
         self.binary = _find_binary_or_fail(ctx.options.binary)
         self.work = paths.private_dir(ctx.work_dir)
         self.plan_file = self.work / "plan.tfplan"
-        self.override = ctx.folder / config.OVERRIDE_FILE
         self.commands = Commands(self.binary, ctx.folder, self.work / "inputs.tfvars.json", ctx.lock_timeout)
+        self.retry = Retry(ctx.retries, ctx.deadline)
         self.env = self._environment()
 
     def __enter__(self) -> _Tofu:
@@ -144,7 +164,8 @@ class _Tofu:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for path in (self.plan_file, self.commands.var_file, self.override):
+        # The saved plan holds every input's value, secret ones too: it does not outlive the run.
+        for path in (self.plan_file, self.commands.var_file):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 
@@ -158,8 +179,8 @@ class _Tofu:
                 "CHECKPOINT_DISABLE": "1",
             }
         )
-        env.setdefault("TF_PLUGIN_CACHE_DIR", str(paths.cache_home() / "tofu-plugin-cache"))
-        Path(env["TF_PLUGIN_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+        cache = Path(env.get("TF_PLUGIN_CACHE_DIR") or paths.cache_home() / "tofu-plugin-cache")
+        env["TF_PLUGIN_CACHE_DIR"] = str(paths.writable(cache, "OpenTofu plugin cache", setting="TF_PLUGIN_CACHE_DIR"))
         _cli_config(env)
         for name, value in self.ctx.secret_inputs.items():
             # Secrets reach the engine only through its environment, never a file on disk.
@@ -168,11 +189,18 @@ class _Tofu:
 
     # -- commands ----------------------------------------------------------------------------------------
 
-    def run(self, argv: list[str], on_line: Callable[[str], None] | None = None, *, doing: str) -> process.Completed:
+    def run(
+        self,
+        argv: list[str],
+        on_line: Callable[[str], None] | None = None,
+        *,
+        doing: str,
+        deadline: Deadline | None = None,
+    ) -> process.Completed:
         return process.run(
             argv,
             engine="tofu",
-            deadline=self.ctx.deadline,
+            deadline=deadline or self.ctx.deadline,
             env=self.env,
             on_stdout=on_line or log.debug,
             on_stderr=lambda line: log.engine_line("tofu", line),
@@ -182,7 +210,16 @@ class _Tofu:
     def init(self, backend: bool = True) -> None:
         log.step("tofu init" + ("" if backend else " (no state backend: validation only)"))
         backend_config = None
-        if backend and config.backend_files(self.ctx.folder):
+        declared = config.backend_files(self.ctx.folder)
+        if backend and len(declared) > 1:
+            raise ConfigError(
+                f"The stack declares its state backend twice: in {' and '.join(p.name for p in declared)}.",
+                where=str(self.ctx.folder),
+                fix="Keep one backend block: a backend.tf the driver's `files` write replaces nothing, it adds a "
+                "second one. Drop one of the files (or the block in the stack's code).",
+            )
+        if backend and declared:
+            log.info(f"state: the stack's own backend block in {declared[0].name}")
             if self.ctx.state_url:
                 log.warning("the stack declares its own backend block: it is used, and IAC_RUNNER_STATE_URL is ignored")
         elif backend:
@@ -190,16 +227,27 @@ class _Tofu:
         argv = self.commands.init(
             backend=backend, backend_config=backend_config, lock_readonly=_lock_file_fits(self.ctx.folder, self.binary)
         )
-        done = self.run(argv, doing="initialising the stack")
-        if done.returncode != 0:
-            raise diag.init_error(done.stderr + done.stdout, self.ctx.state_url, self.ctx.folder)
+        limit = self.ctx.deadline.phase("init", self.ctx.init_timeout, "IAC_RUNNER_INIT_TIMEOUT")
+
+        def attempt() -> None:
+            with _plugin_cache_lock(self.env["TF_PLUGIN_CACHE_DIR"], limit):
+                done = self.run(
+                    argv, doing="initialising the stack (providers, modules, state backend)", deadline=limit
+                )
+            if done.returncode != 0:
+                raise diag.init_error(done.stderr + done.stdout, self.ctx.state_url, self.ctx.folder)
+
+        with self.ctx.events.phase("init"):
+            self.retry.run(attempt, "tofu init")
 
     def validate(self) -> None:
         done = self.run(self.commands.validate(), lambda line: None, doing="validating")
         try:
             report = json.loads(done.stdout)
         except json.JSONDecodeError:
-            raise EngineError("tofu validate gave no JSON report.", details=done.stderr) from None
+            raise diag.panic(done.stderr) or EngineError(
+                "tofu validate gave no JSON report.", details=done.stderr
+            ) from None
         found = report.get("diagnostics", [])
         for warning in (d for d in found if d.get("severity") != "error"):
             log.warning(diag.describe(warning))
@@ -230,17 +278,46 @@ class _Tofu:
         if not set(self.ctx.secret_inputs) <= config.variable_names(self.ctx.folder):
             self.check_inputs(required=False)
 
-    def plan(self, save: bool) -> ChangeSummary:
-        log.step("tofu plan")
-        found = diag.Diagnostics()
-        done = self.run(self.commands.plan(out=self.plan_file if save else None), found.line, doing="planning")
+    def plan(self, save: bool) -> _Planned:
+        with self.ctx.events.phase("plan"):
+            return self.retry.run(lambda: self._plan(save), "tofu plan")
+
+    def _plan(self, save: bool, refresh_only: bool = False) -> _Planned:
+        log.step("tofu plan" + (" -refresh-only" if refresh_only else ""))
+        found = diag.Diagnostics(show_changes=not refresh_only)
+        out = self.plan_file if save else None
+        done = self.run(self.commands.plan(out=out, refresh_only=refresh_only), found.line, doing="planning")
+        if found.version:
+            self.ctx.events.engine_version(Path(self.binary).name, found.version)
         undeclared = [w for w in found.warnings if w.get("summary") == "Value for undeclared variable"]
         if done.returncode == 1 or found.errors or undeclared:
             raise self._plan_error(found.errors or undeclared, done)
-        summary = ChangeSummary(tuple(found.changes))
-        self.ctx.events.changes(summary)
-        log.info(f"plan: {summary}")
-        return summary
+        changes = tuple(found.changes)
+        if save and any(c.action in ("replace", "remove") for c in changes):
+            changes = self._with_replace_paths(changes)
+        summary = ChangeSummary(changes)
+        if not refresh_only:
+            self.ctx.events.changes(summary)
+            log.info(f"plan: {summary}")
+        return _Planned(summary, done.returncode == 2)
+
+    def _with_replace_paths(self, changes: tuple[ResourceChange, ...]) -> tuple[ResourceChange, ...]:
+        """The attributes that force each replacement (`replace_paths` of `tofu show -json`), for the guard and
+        the report; the streamed plan gives only the reason."""
+        done = self.run(self.commands.show(self.plan_file), lambda line: None, doing="reading the plan")
+        with contextlib.suppress(json.JSONDecodeError):
+            forced = diag.replace_paths(json.loads(done.stdout))
+            return tuple(replace(c, attributes=forced.get(c.address, c.attributes)) for c in changes)
+        return changes
+
+    def plan_and_apply(self) -> None:
+        planned = self.plan(save=True)
+        self.ctx.approve(planned.summary)
+        if not planned.changes:
+            log.info("no changes: the infrastructure matches the configuration")
+            return
+        with self.ctx.events.phase("apply"):
+            self.apply_plan()
 
     def _plan_error(self, errors: list[dict[str, Any]], done: process.Completed) -> RunnerError:
         problems = diag.input_problems(errors)
@@ -250,6 +327,11 @@ class _Tofu:
         lock = diag.lock_error(errors, self.binary, self.ctx.state_url)
         if lock:
             return lock
+        crashed = diag.panic(done.stderr)
+        if crashed:
+            return crashed
+        if diag.transient(errors, done.stderr):
+            return diag.engine_error(errors, "tofu plan failed", done.stderr)
         # Is the configuration itself wrong (exit 2), or did reading the infrastructure fail (exit 1)?
         report = self.run(self.commands.validate(), lambda line: None, doing="validating")
         with contextlib.suppress(json.JSONDecodeError):
@@ -263,22 +345,43 @@ class _Tofu:
         found = diag.Diagnostics(show_changes=False)
         done = self.run(self.commands.apply(self.plan_file), found.line, doing="applying")
         if done.returncode != 0 or found.errors:
-            raise diag.lock_error(found.errors, self.binary, self.ctx.state_url) or diag.engine_error(
-                found.errors, "tofu apply failed", done.stderr, found.failed
-            )
+            raise self._change_error(found, done, "tofu apply failed")
+
+    def _change_error(self, found: diag.Diagnostics, done: process.Completed, what: str) -> RunnerError:
+        """A failed apply or destroy: a state tofu could not save, a held lock, or the engine's failure (tried
+        again only when no resource was touched yet)."""
+        if diag.state_not_saved(found.errors, found.other):
+            return diag.state_lost_error(found.errors, self._keep_errored_state(), self.binary, str(self.ctx.folder))
+        return diag.lock_error(found.errors, self.binary, self.ctx.state_url) or diag.engine_error(
+            found.errors, what, done.stderr, found.failed, retry_safe=not found.started
+        )
+
+    def _keep_errored_state(self) -> Path | None:
+        """tofu's emergency copy (`errored.tfstate`, written where it runs: the run's own view of the stack, which
+        goes away with the run) moved where it survives, readable by its owner only: it holds the stack's
+        secrets."""
+        errored = self.ctx.folder / "errored.tfstate"
+        if not errored.is_file() or self.ctx.keep_dir is None:
+            return errored if errored.is_file() else None
+        try:
+            paths.private_dir(self.ctx.keep_dir)
+            kept = self.ctx.keep_dir / "errored.tfstate"
+            write_atomic(kept, errored.read_text(), mode=0o600)
+        except OSError:
+            return errored
+        return kept
 
     def destroy(self) -> None:
         log.step("tofu destroy")
         found = diag.Diagnostics()
-        done = self.run(self.commands.destroy(), found.line, doing="destroying")
+        with self.ctx.events.phase("destroy"):
+            done = self.run(self.commands.destroy(), found.line, doing="destroying")
         if done.returncode != 0 or found.errors:
             problems = diag.input_problems(found.errors)
             if problems:
                 declared = config.declared_variables(self.ctx.folder)[0]
                 raise diag.inputs_error(diag.input_summary(problems[0]), declared, found.errors)
-            raise diag.lock_error(found.errors, self.binary, self.ctx.state_url) or diag.engine_error(
-                found.errors, "tofu destroy failed", done.stderr, found.failed
-            )
+            raise self._change_error(found, done, "tofu destroy failed")
 
     def resources(self) -> list[str]:
         done = self.run(self.commands.state_list(), lambda line: None, doing="reading the state")
@@ -286,12 +389,15 @@ class _Tofu:
             return []  # never created (or its state was removed): nothing to destroy
         if done.returncode != 0:
             raise diag.lock_error([], self.binary, self.ctx.state_url, done.stderr) or EngineError(
-                "tofu could not read the stack's state.", details=done.stderr
+                "tofu could not read the stack's state.",
+                details=done.stderr,
+                transient=diag.transient([], done.stderr),
             )
         return [line for line in done.stdout.splitlines() if line.strip()]
 
     def outputs(self) -> list[Output]:
-        done = self.run(self.commands.output(), lambda line: None, doing="reading outputs")
+        with self.ctx.events.phase("outputs"):
+            done = self.run(self.commands.output(), lambda line: None, doing="reading outputs")
         if done.returncode != 0:
             raise EngineError("tofu output failed.", details=done.stderr)
         try:
@@ -300,14 +406,31 @@ class _Tofu:
             raise EngineError("tofu output -json did not return JSON.") from None
         return [Output(name, item.get("value"), bool(item.get("sensitive"))) for name, item in values.items()]
 
+    def drift(self) -> Drift:
+        """`plan -refresh-only`: what the real infrastructure changed behind the state's back (nothing is written
+        to the state: the plan is not applied)."""
+        with self.ctx.events.phase("refresh"):
+            self.retry.run(lambda: self._plan(save=True, refresh_only=True), "tofu plan -refresh-only")
+            done = self.run(self.commands.show(self.plan_file), lambda line: None, doing="reading the drift")
+        try:
+            found = diag.drift(json.loads(done.stdout))
+        except json.JSONDecodeError:
+            raise EngineError("tofu show -json gave no JSON plan.", details=done.stderr) from None
+        for resource in found.resources:
+            what = "deleted" if resource.deleted else f"changed: {', '.join(resource.attributes) or '?'}"
+            log.resource(resource.address, "drifted", what, type=resource.type)
+        log.info(f"drift: {len(found.resources)} resource(s) differ from the state" if found.resources else "no drift")
+        return found
+
     # -- state ---------------------------------------------------------------------------------------------
 
     def _backend_config(self) -> Path:
-        """The override that selects the backend for IAC_RUNNER_STATE_URL, and its -backend-config file."""
+        """The override that selects the backend for IAC_RUNNER_STATE_URL (in the run's own view of the stack,
+        never the user's folder), and its -backend-config file."""
         kind, settings = backend_settings(self.ctx.state_url or "", self.ctx.stack_name, self.env)
         if kind == "local":
-            paths.private_dir(Path(settings["path"]).parent)
-        write_atomic(self.override, f'terraform {{\n  backend "{kind}" {{}}\n}}\n')
+            _private_state(Path(settings["path"]).parent, self.ctx.state_url or "")
+        write_atomic(self.ctx.folder / config.OVERRIDE_FILE, f'terraform {{\n  backend "{kind}" {{}}\n}}\n')
         backend_file = self.work / "backend.tfbackend"
         write_atomic(backend_file, "".join(f"{k} = {config.hcl_value(v)}\n" for k, v in settings.items()), mode=0o600)
         where = f"s3://{settings['bucket']}/{settings['key']}" if kind == "s3" else settings["path"]
@@ -342,6 +465,45 @@ def backend_settings(state_url: str, stack_name: str, env: dict[str, str]) -> tu
             }
         )
     return "s3", settings
+
+
+@contextlib.contextmanager
+def _plugin_cache_lock(cache: str, deadline: Deadline) -> Iterator[None]:
+    """tofu's shared plugin cache is not safe for concurrent inits (they panic in LinkFromOtherCache): runs on
+    one machine take turns for init, which is quick with a warm cache; plans and applies still run side by side."""
+    lock = Path(cache) / ".iac-runner-init.lock"
+    with open(lock, "a") as handle:
+        waited = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    log.info("another run is initialising with the shared plugin cache: waiting for it")
+                    waited = True
+                deadline.check("waiting for the shared plugin cache")
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _private_state(folder: Path, state_url: str) -> None:
+    """A local state folder private to its owner (the state holds the stack's secrets), older files included."""
+    try:
+        paths.private_dir(folder)
+        folder.chmod(0o700)
+        for file in folder.iterdir():
+            if file.is_file():
+                file.chmod(0o600)
+    except OSError as exc:
+        raise ConfigError(
+            f"The state folder {folder} cannot be used: {exc.strerror}.",
+            where=f"IAC_RUNNER_STATE_URL={state_url}",
+            fix="Point IAC_RUNNER_STATE_URL at a writable folder (file:///abs/dir) or an S3 bucket.",
+        ) from None
 
 
 def _find_binary_or_fail(configured: str | None) -> str:

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from iac_runner.backends.base import InputSpec, ResourceChange
+from iac_runner.backends.base import Drift, DriftedResource, InputSpec, ResourceChange
 from iac_runner.common.aws import is_missing_bucket, missing_bucket
 from iac_runner.common.errors import ConfigError, Diagnostic, EngineError, RunnerError
 from iac_runner.common.log import log
+from iac_runner.common.retry import transient_reason
 
 _ACTIONS = {"create": "add", "update": "change", "delete": "remove", "replace": "replace"}
 # Diagnostics about the inputs: configuration errors however late the engine finds them.
@@ -41,6 +42,10 @@ class Diagnostics:
     failed: list[str] = field(default_factory=list)
     #: Lines that were not JSON (a panic's trace, a provider's crash), for the error message.
     other: list[str] = field(default_factory=list)
+    #: The engine's version, from its first message.
+    version: str = ""
+    #: The engine began changing a resource: doing the same again is not safe without a new plan.
+    started: bool = False
 
     def line(self, raw: str) -> None:
         try:
@@ -68,7 +73,10 @@ class Diagnostics:
                 if self.show_changes:
                     why = f" ({change.reason})" if change.reason else ""
                     log.resource(change.address, f"will {change.action}", why.strip(" ()"))
+        elif kind == "version":
+            self.version = str(message.get("tofu") or message.get("terraform") or "")
         elif kind == "apply_start":
+            self.started = True
             log.resource(address, "in progress", hook.get("action", ""))
         elif kind == "apply_progress":
             log.resource(address, "in progress", f"{hook.get('action', '')}, {hook.get('elapsed_seconds', 0)}s elapsed")
@@ -90,7 +98,8 @@ def planned_change(change: Mapping[str, Any]) -> ResourceChange | None:
         return None
     resource = change.get("resource") or {}
     reason = str(change.get("reason") or "").replace("_", " ")
-    return ResourceChange(resource.get("addr", "?"), action, resource.get("resource_type", ""), reason)
+    unfinished = action == "replace" and reason == "tainted"
+    return ResourceChange(resource.get("addr", "?"), action, resource.get("resource_type", ""), reason, (), unfinished)
 
 
 def describe(diagnostic: Mapping[str, Any]) -> str:
@@ -171,7 +180,14 @@ def inputs_error(
     )
 
 
-def engine_error(errors: list[dict[str, Any]], what: str, stderr: str, failed: list[str] | None = None) -> EngineError:
+def engine_error(
+    errors: list[dict[str, Any]], what: str, stderr: str, failed: list[str] | None = None, *, retry_safe: bool = True
+) -> EngineError:
+    """The engine's failure in its own words; `retry_safe`: no resource was touched, so a transient fault may be
+    tried again from a new plan."""
+    crashed = panic(stderr)
+    if crashed:
+        return crashed
     lines = [describe(e) for e in errors[:10]] or [line for line in stderr.splitlines() if line.strip()][-10:]
     return EngineError(
         f"{what}: {errors[0].get('summary', 'see details') if errors else 'see details'}.",
@@ -180,14 +196,43 @@ def engine_error(errors: list[dict[str, Any]], what: str, stderr: str, failed: l
         details="\n".join(lines),
         resource=(failed or [""])[0],
         diagnostics=_diagnostics(errors),
+        transient=transient(errors, stderr) if retry_safe and not failed else "",
     )
 
 
+def replace_paths(plan: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """Per resource address, the attributes that force its replacement (`tofu show -json` of a saved plan)."""
+    found: dict[str, tuple[str, ...]] = {}
+    for change in plan.get("resource_changes") or []:
+        paths = (change.get("change") or {}).get("replace_paths") or []
+        names = tuple(".".join(str(step) for step in path) for path in paths if isinstance(path, list))
+        if names:
+            found[str(change.get("address", ""))] = names
+    return found
+
+
+def drift(plan: Mapping[str, Any]) -> Drift:
+    """The resources a refresh-only plan found changed or deleted behind the state's back, with the attributes
+    that differ (`resource_drift` of `tofu show -json`)."""
+    resources = []
+    for entry in plan.get("resource_drift") or []:
+        change = entry.get("change") or {}
+        actions = change.get("actions") or []
+        before, after = change.get("before") or {}, change.get("after") or {}
+        deleted = "delete" in actions and not after
+        differ = sorted(k for k in {*before, *after} if before.get(k) != after.get(k)) if not deleted else []
+        resources.append(
+            DriftedResource(str(entry.get("address", "?")), str(entry.get("type", "")), tuple(differ), deleted)
+        )
+    return Drift(tuple(resources))
+
+
 def lock_error(errors: list[dict[str, Any]], binary: str, state_url: str | None, text: str = "") -> EngineError | None:
-    """A state lock another run holds, when tofu says so (and only then: a lost backend is not a lock)."""
-    lock = next((e for e in errors if "state lock" in str(e.get("summary", "")).lower()), None)
-    body = (str(lock.get("detail", "")) if lock else "") or (text if "state lock" in text.lower() else "")
-    if not body:
+    """A state lock another run holds, when tofu says so: only an acquisition refused with the holder's lock info
+    is a held lock (a backend that cannot be reached, or a release that failed, is not)."""
+    lock = next((e for e in errors if "acquiring the state lock" in str(e.get("summary", "")).lower()), None)
+    body = (str(lock.get("detail", "")) if lock else "") or (text if "acquiring the state lock" in text.lower() else "")
+    if "Lock Info:" not in body:
         return None
     info = dict(_LOCK_FIELDS.findall(body))
     return EngineError(
@@ -205,8 +250,20 @@ def lock_error(errors: list[dict[str, Any]], binary: str, state_url: str | None,
 def init_error(output: str, state_url: str | None, folder: Path) -> RunnerError:
     lower = output.lower()
     tail = "\n".join(line for line in output.splitlines() if line.strip())[-1500:]
+    crashed = panic(output)
+    if crashed:
+        return crashed
     if is_missing_bucket(output):
         return missing_bucket(state_url, tail)
+    reason = transient_reason(output)
+    if reason:
+        return EngineError(
+            f"tofu init failed with {reason}.",
+            where=f"the provider registry or the state backend ({state_url or 'local state'})",
+            fix="Check the network path to the registry and the state backend, then run again.",
+            details=tail,
+            transient=reason,
+        )
     if "provider" in lower and ("could not" in lower or "failed to" in lower or "no available" in lower):
         return ConfigError(
             "A provider the stack needs is not available to `tofu init` (no network registry here).",
@@ -223,3 +280,51 @@ def init_error(output: str, state_url: str | None, folder: Path) -> RunnerError:
         fix="Correct the configuration at the place shown (see the engine's message below).",
         details=tail,
     )
+
+
+_STATE_NOT_SAVED = ("failed to save state", "failed to persist state", "error saving state")
+_PANIC = re.compile(r"^(panic: .+|OpenTofu crashed!.*|Terraform crashed!.*)$", re.MULTILINE)
+
+
+def state_not_saved(errors: list[dict[str, Any]], other: list[str]) -> bool:
+    """tofu changed infrastructure but could not write the state to its backend (the backend went away)."""
+    text = " ".join([*(f"{e.get('summary', '')} {e.get('detail', '')}" for e in errors), *other]).lower()
+    return any(marker in text for marker in _STATE_NOT_SAVED)
+
+
+def state_lost_error(errors: list[dict[str, Any]], copy: Path | None, binary: str, folder: str) -> EngineError:
+    """The truth about a state tofu could not save: where its emergency copy is and how to push it back."""
+    where = f"emergency copy of the state: {copy}" if copy else "tofu's emergency copy (errored.tfstate) was not found"
+    push = f"`{Path(binary).name} -chdir={folder} state push {copy}`" if copy else "`tofu state push errored.tfstate`"
+    return EngineError(
+        "OpenTofu changed the infrastructure but could not save the state to its backend: the state backend "
+        "went away during the run.",
+        where=where,
+        fix=f"Restore access to the state backend, then push the emergency copy with {push} (same backend "
+        "configuration) before running again: without it the next run does not know what was created.",
+        details="\n".join(describe(e) for e in errors[:5]),
+        diagnostics=_diagnostics(errors),
+    )
+
+
+def panic(text: str) -> EngineError | None:
+    """The engine (or a provider) crashed: an engine failure with the panic's first line, never bad input."""
+    found = _PANIC.search(text)
+    if found is None:
+        return None
+    return EngineError(
+        f"The engine crashed: {found.group(1).strip()[:300]}",
+        where="tofu (or a provider plugin) panicked",
+        fix="Run again (a crash under concurrent runs is often transient); if it repeats, report it to the engine "
+        "or provider with the log above.",
+        details="\n".join(line for line in text.splitlines() if line.strip())[-1500:],
+    )
+
+
+def transient(errors: list[dict[str, Any]], text: str) -> str:
+    """Why a failure looks transient (a network fault, throttling, a 5xx from the state backend or the registry),
+    or "" (a held lock, a configuration error, a failed resource are never transient)."""
+    if any("Lock Info:" in str(e.get("detail", "")) for e in errors):
+        return ""
+    words = " ".join([*(f"{e.get('summary', '')} {e.get('detail', '')}" for e in errors), text])
+    return transient_reason(words) or ""

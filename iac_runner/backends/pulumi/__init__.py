@@ -22,8 +22,15 @@ from iac_runner.backends.base import (
     StackFile,
 )
 from iac_runner.backends.pulumi import engine
-from iac_runner.backends.pulumi.project import Project, check_program, declared_config, project_file
-from iac_runner.backends.pulumi.session import Gone, Session
+from iac_runner.backends.pulumi.project import (
+    Project,
+    check_config,
+    check_program,
+    declared_config,
+    local_dependencies,
+    project_file,
+)
+from iac_runner.backends.pulumi.session import Gone, Session, stack_name
 from iac_runner.common import process
 from iac_runner.common.errors import ConfigError, EngineError
 from iac_runner.common.log import log
@@ -46,6 +53,9 @@ class PulumiBackend(BackendDefaults):
             return Project.load(folder).backend_url is None
         except ConfigError:
             return True
+
+    def local_dependencies(self, folder: Path) -> set[Path]:
+        return local_dependencies(folder)
 
     def secret_env(self, has_secret_inputs: bool) -> dict[str, str]:
         return {engine.PASSPHRASE: "the passphrase that encrypts the stack's secrets"} if has_secret_inputs else {}
@@ -80,16 +90,31 @@ class PulumiBackend(BackendDefaults):
         log.info(f"Pulumi project {project.name!r} is valid (runtime python)")
 
     def plan(self, ctx: StackContext) -> ChangeSummary:
-        project = Project.load(ctx.folder)
-        check_program(ctx.folder, project)
+        project = self._checked(ctx)
         with Session(ctx, project) as session:
-            return session.preview()
+            return session.preview().summary
 
     def apply(self, ctx: StackContext) -> list[Output]:
-        project = Project.load(ctx.folder)
-        check_program(ctx.folder, project)
+        project = self._checked(ctx)
         with Session(ctx, project) as session:
+            if ctx.options.refresh:
+                session.refresh()
+            previewed = session.preview()
+            ctx.approve(previewed.summary)
+            if not previewed.update_needed:
+                # What a no-change `up` would do, without running the program a second time.
+                log.info("no changes: the infrastructure matches the program")
+                return session.outputs()
             return session.outputs(plain=session.up())
+
+    def _checked(self, ctx: StackContext) -> Project:
+        """The project, its program and its configuration checked before a stack is created or changed."""
+        with ctx.events.phase("validate"):
+            project = Project.load(ctx.folder)
+            check_program(ctx.folder, project)
+            settings = ctx.folder / f"Pulumi.{stack_name(ctx)}.yaml"
+            check_config(project, ctx.folder, settings, ctx.inputs, ctx.secret_inputs)
+        return project
 
     def destroy(self, ctx: StackContext) -> None:
         try:

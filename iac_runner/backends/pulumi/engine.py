@@ -57,6 +57,15 @@ def pulumi_home() -> Path:
     return paths.TOOLS / "pulumi-home" if paths.TOOLS.is_dir() else paths.cache_home() / "pulumi-home"
 
 
+def usable_home(home: Path) -> Path:
+    """PULUMI_HOME, or when it cannot be written (a read-only root filesystem), a private one under the temp dir
+    that still finds the plugins installed in it."""
+    usable = paths.writable(home, "Pulumi home", setting="PULUMI_HOME")
+    if usable != home and (home / "plugins").is_dir() and not (usable / "plugins").exists():
+        (usable / "plugins").symlink_to(home / "plugins", target_is_directory=True)
+    return usable
+
+
 def check_passphrase(env: dict[str, str], has_secret_inputs: bool) -> None:
     """The passphrase secrets provider needs PULUMI_CONFIG_PASSPHRASE as soon as there is a secret to encrypt."""
     if PASSPHRASE in env or f"{PASSPHRASE}_FILE" in env:
@@ -120,7 +129,8 @@ def virtualenv(folder: Path, venv: Path, run: Runner) -> None:
     if (target / "bin" / "python").exists():
         return
     digest = hashlib.sha256(requirements.read_bytes() if requirements.is_file() else b"").hexdigest()[:16]
-    cached = paths.cache_home() / "venvs" / f"{digest}-py{sys.version_info.major}{sys.version_info.minor}"
+    venvs = paths.writable(paths.cache_home() / "venvs", "virtualenv cache")
+    cached = venvs / f"{digest}-py{sys.version_info.major}{sys.version_info.minor}"
     if not (cached / ".complete").exists():
         log.step(f"creating the project's virtualenv from {requirements.name} (cached for reuse)")
         shutil.rmtree(cached, ignore_errors=True)

@@ -64,6 +64,15 @@ def classify(text: str, scene: Scene, doing: str, resource_errors: Sequence[tupl
             fix="Wait for that update to finish. If it died, run again with `iac-runner <verb> --cancel-lock` "
             "(pulumi cancel semantics); iac-runner never cancels by itself.",
         )
+    if "already exists" in lower and "stack" in lower:
+        return EngineError(
+            f"Stack {scene.stack} was created by another run at the same moment.",
+            where=where,
+            fix="Two runs of one stack started together: run again; the stack exists now and the engine's lock "
+            "makes the next runs take turns.",
+            details=tail(text),
+            transient="the stack was created by another run at the same moment",
+        )
     if is_missing_bucket(text):
         return missing_bucket(scene.state_url, tail(text))
     if "program failed with an unhandled exception" in lower or "traceback" in lower:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ PROJECT_FILES = ("Pulumi.yaml", "Pulumi.yml")
 #: Runtime options the runner knows what to do with.
 RUNTIME_OPTIONS = ("virtualenv",)
 _CONFIG_READ = re.compile(r"^(get|require)(_secret)?(_int|_bool|_float|_object)?$")
+_TYPES = {"_int": "integer", "_bool": "boolean", "_float": "number", "_object": "object"}
 
 
 def project_file(folder: Path) -> str | None:
@@ -142,7 +145,7 @@ def declared_config(folder: Path) -> Declared:
         complete = complete and not dynamic
         for key, decl in reads.items():
             known = declared.get(key)
-            declared[key] = InputSpec(decl.required or bool(known and known.required), decl.secret)
+            declared[key] = InputSpec(decl.required or bool(known and known.required), decl.secret, decl.type)
     return declared, complete and (found or bool(declared))
 
 
@@ -196,5 +199,126 @@ def _config_reads(tree: ast.AST, project: str) -> tuple[dict[str, InputSpec], bo
         key = arg.value if ns in (None, project) else f"{ns}:{arg.value}"
         earlier = reads.get(key)
         required = match.group(1) == "require" or bool(earlier and earlier.required)
-        reads[key] = InputSpec(required, bool(match.group(2)) or bool(earlier and earlier.secret))
+        kind = _TYPES.get(match.group(3) or "", "") or (earlier.type if earlier else "")
+        reads[key] = InputSpec(required, bool(match.group(2)) or bool(earlier and earlier.secret), kind)
     return reads, dynamic
+
+
+def check_config(
+    project: Project, folder: Path, stack_settings: Path, inputs: Mapping[str, Any], secret_inputs: Mapping[str, Any]
+) -> None:
+    """The program's configuration before anything is created: a required key without a value, a null, or a value
+    the program cannot read as the type it asks for (`require_int`...) is bad input, named, exit 2 — not a
+    program failure after the stack was made."""
+    for key, value in inputs.items():
+        if value is None:
+            raise ConfigError(
+                f"Input {key!r} is null: Pulumi config has no null (the program would read an empty string).",
+                where="the resource inputs",
+                fix=f"Give {key!r} a value, or leave it out to let the program use its default.",
+            )
+    declared, _ = declared_config(folder)
+    given = {**inputs, **secret_inputs}
+    provided = set(given) | _configured(stack_settings)
+    missing = sorted(k for k, spec in declared.items() if spec.required and k not in provided)
+    if missing:
+        raise ConfigError(
+            f"The program requires configuration '{project.name}:{missing[0]}', which the inputs do not give"
+            + (f" (also missing: {', '.join(missing[1:])})." if missing[1:] else "."),
+            where=f"the program's config.require(...) calls; {stack_settings.name} and the resource inputs",
+            fix=f"Add {missing[0]!r} to the resource inputs"
+            + (" as a secret input." if declared[missing[0]].secret else "."),
+        )
+    for key, value in given.items():
+        spec = declared.get(key)
+        if spec and spec.type and not _fits(value, spec.type):
+            shown = "" if key in secret_inputs else f", not {value!r}"
+            raise ConfigError(
+                f"Input {key!r} must be {_ARTICLE[spec.type]} for the program{shown}.",
+                where=f"the program reads it with config.get_{_GETTER[spec.type]} / require_{_GETTER[spec.type]}",
+                fix=f"Give {key!r} {_ARTICLE[spec.type]} in the resource inputs.",
+            )
+
+
+_ARTICLE = {"integer": "an integer", "number": "a number", "boolean": "a boolean", "object": "an object or list"}
+_GETTER = {"integer": "int", "number": "float", "boolean": "bool", "object": "object"}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    text = value if isinstance(value, str) else None
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or bool(text and re.fullmatch(r"-?\d+", text))
+    if kind == "number":
+        return (isinstance(value, int | float) and not isinstance(value, bool)) or bool(
+            text and re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", text)
+        )
+    if kind == "boolean":
+        return isinstance(value, bool) or text in ("true", "false", "True", "False")
+    if kind == "object":
+        if isinstance(value, dict | list):
+            return True
+        with contextlib.suppress(ValueError, TypeError):
+            return isinstance(json.loads(text or ""), dict | list)
+        return False
+    return True
+
+
+def _configured(stack_settings: Path) -> set[str]:
+    """The keys a `Pulumi.<stack>.yaml` beside the program sets (short names for the project's own)."""
+    if not stack_settings.is_file():
+        return set()
+    data = yamlfile.load(stack_settings, stack_settings.name)
+    config = data.get("config") if isinstance(data, dict) else None
+    return {str(k).split(":", 1)[-1] for k in (config or {})}
+
+
+def local_dependencies(folder: Path) -> set[Path]:
+    """Folders outside the project that its Python code reaches by a relative path (`sys.path.insert(0,
+    os.path.join(os.path.dirname(__file__), "..", "shared"))`, `Path(__file__).parent.parent / "shared"`, a
+    "../shared" string): a sparse checkout must fetch them too. A best effort: IAC_RUNNER_SOURCE_INCLUDE names
+    what this cannot see."""
+    found: set[Path] = set()
+    for path in _python_files(folder):
+        try:
+            tree = ast.parse(path.read_text(errors="replace"))
+        except (SyntaxError, ValueError, OSError):
+            continue
+        for relative in _relative_paths(tree):
+            target = Path(os.path.normpath(path.parent / relative))
+            if not target.is_relative_to(folder):
+                found.add(target)
+    return found
+
+
+def _relative_paths(tree: ast.AST) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("../"):
+            yield node.value
+        elif isinstance(node, ast.Call) and _name_of(node.func) == "join":
+            parts = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if parts and parts[0] == "..":
+                yield "/".join(parts)
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            ups = _parents_of_file(node.left)
+            if ups and isinstance(node.right, ast.Constant) and isinstance(node.right.value, str):
+                yield "/".join([".."] * ups + [node.right.value])
+
+
+def _name_of(func: ast.expr) -> str:
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _parents_of_file(node: ast.expr) -> int:
+    """How many folders above the file's own `Path(__file__)[.resolve()].parent.parent...` is (0 if it is not)."""
+    count = 0
+    while isinstance(node, ast.Attribute) and node.attr == "parent":
+        count += 1
+        node = node.value
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("resolve", "absolute")
+    ):
+        node = node.func.value
+    is_file = isinstance(node, ast.Call) and any(isinstance(a, ast.Name) and a.id == "__file__" for a in node.args)
+    return count - 1 if is_file and count > 1 else 0

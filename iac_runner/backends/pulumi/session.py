@@ -22,16 +22,18 @@ from iac_runner.backends.base import ChangeSummary, Output, ResourceChange, Stac
 from iac_runner.backends.pulumi import engine
 from iac_runner.backends.pulumi.errors import Scene, classify
 from iac_runner.backends.pulumi.project import Project
-from iac_runner.common import process
-from iac_runner.common.errors import RunnerError
+from iac_runner.common import process, yamlfile
+from iac_runner.common.errors import Diagnostic, RunnerError
 from iac_runner.common.files import write_atomic
 from iac_runner.common.log import log
 from iac_runner.common.naming import sanitize
+from iac_runner.common.retry import Retry, transient_reason
 
 if TYPE_CHECKING:
     from pulumi.automation import EngineEvent, Stack
 
 SECRET_MASK = "[secret]"  # noqa: S105 - what `pulumi stack output` prints for a secret
+STACK_TYPE = "pulumi:pulumi:Stack"
 # Engine operations as plan actions; a replacement's own create/delete steps are part of its "replace".
 _OPS = {"create": "add", "update": "change", "delete": "remove", "replace": "replace"}
 _PENDING = re.compile(r"with \d+ pending operations from previous deployment")
@@ -49,6 +51,11 @@ class Progress:
     preview: bool = False
     #: The engine found pending operations in the state: operations a killed run never finished.
     pending: list[str] = field(default_factory=list)
+    #: The program's outputs would change (a preview says so on the stack's own resource only).
+    outputs_changed: bool = False
+    #: The engine began changing a resource: doing the same again is not safe without a new preview.
+    started: bool = False
+    diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def __call__(self, event: EngineEvent) -> None:
         if event.diagnostic_event:
@@ -56,8 +63,12 @@ class Progress:
             message = diagnostic.message.rstrip()
             if diagnostic.severity == "error":
                 self.errors.append(message)
+                address = resource_name(diagnostic.urn) if diagnostic.urn else ""
+                self.diagnostics.append(
+                    Diagnostic("error", message.splitlines()[0][:300] if message else "", message, address)
+                )
                 if diagnostic.urn and "::pulumi:pulumi:Stack::" not in diagnostic.urn:
-                    self.resource_errors.append((resource_name(diagnostic.urn), message))
+                    self.resource_errors.append((address, message))
             elif diagnostic.severity == "warning" and _PENDING.search(message):
                 # Pulumi's own advice (an interactive `pulumi refresh`) does not fit an unattended run.
                 self.pending = [
@@ -82,14 +93,21 @@ class Progress:
             if action and not meta.type.startswith("pulumi:pulumi:"):
                 name = resource_name(meta.urn)
                 if self.preview:
-                    self.changes.append(ResourceChange(name, action, meta.type))
-                    log.resource(name, f"will {action}", type=meta.type)
+                    forced = tuple(meta.keys or ()) if action == "replace" else tuple(meta.diffs or ())
+                    reason = "the provider requires replacement" if action == "replace" else ""
+                    self.changes.append(ResourceChange(name, action, meta.type, reason, forced))
+                    log.resource(name, f"will {action}", ", ".join(forced), type=meta.type)
                 else:
+                    self.started = True
                     log.resource(name, "in progress", action, type=meta.type)
         elif event.res_outputs_event:
             meta = event.res_outputs_event.metadata
             action = _OPS.get(meta.op.value)
-            if action and not self.preview and not meta.type.startswith("pulumi:pulumi:"):
+            if meta.type == STACK_TYPE and self.preview:
+                old = meta.old.outputs if meta.old else {}
+                new = meta.new.outputs if meta.new else {}
+                self.outputs_changed = self.outputs_changed or old != new
+            elif action and not self.preview and not meta.type.startswith("pulumi:pulumi:"):
                 log.resource(resource_name(meta.urn), "done", action, type=meta.type)
         elif event.res_op_failed_event:
             meta = event.res_op_failed_event.metadata
@@ -100,6 +118,18 @@ def resource_name(urn: str) -> str:
     return urn.rsplit("::", 1)[-1]
 
 
+def stack_name(ctx: StackContext) -> str:
+    """IAC_RUNNER_STACK_NAME fitted to Pulumi's rules for stack names."""
+    return sanitize(ctx.stack_name, allowed="a-zA-Z0-9._-", max_length=100, first="a-zA-Z0-9_")
+
+
+@dataclass(frozen=True)
+class Previewed:
+    summary: ChangeSummary
+    #: Something would change (a resource, an output, pending operations to finish): an `up` must run.
+    update_needed: bool
+
+
 class Session:
     """One run's workspace and stack, with the engine's processes supervised."""
 
@@ -107,7 +137,7 @@ class Session:
         self.ctx = ctx
         self.project = project or Project.load(ctx.folder)
         self.create = create
-        self.name = sanitize(ctx.stack_name, allowed="a-zA-Z0-9._-", max_length=100, first="a-zA-Z0-9_")
+        self.name = stack_name(ctx)
         self.cli = engine.find_cli_or_fail()
         self.env = self._environment()
         self.scene = Scene(self.project.name, self.name, ctx.folder, ctx.state_url, self.env["PULUMI_HOME"])
@@ -121,6 +151,8 @@ class Session:
         self._patch.enter_context(engine.finite_event_watch())
         try:
             self.stack = self._stack()
+            if self.create:
+                self.configure()
         except BaseException:
             self._patch.close()
             raise
@@ -134,8 +166,9 @@ class Session:
 
     def _environment(self) -> dict[str, str]:
         env = engine.base_env(dict(self.ctx.env), self.cli)
-        env.setdefault("PULUMI_HOME", str(engine.pulumi_home()))
-        Path(env["PULUMI_HOME"]).mkdir(parents=True, exist_ok=True)
+        env["PULUMI_HOME"] = str(engine.usable_home(Path(env.get("PULUMI_HOME") or engine.pulumi_home())))
+        # The program's modules are the user's (or a symlink to them): no bytecode written beside them.
+        env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
         if self.project.backend_url is None and self.ctx.state_url:
             env["PULUMI_BACKEND_URL"] = engine.backend_url(self.ctx.state_url, env)
             engine.make_state_dir(self.ctx.state_url)
@@ -191,9 +224,10 @@ class Session:
         return stack
 
     def configure(self) -> None:
-        """Inputs as stack config `<project>:<key>`: plain values typed in Pulumi.<stack>.yaml, secrets encrypted."""
+        """Inputs as stack config `<project>:<key>`: plain values typed in Pulumi.<stack>.yaml, secrets encrypted
+        (in the run's own view of the project: the user's folder is never written)."""
         path = self.ctx.folder / f"Pulumi.{self.name}.yaml"
-        settings = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        settings = yamlfile.load(path, path.name) if path.is_file() else {}
         settings = settings if isinstance(settings, dict) else {}
         config = settings.setdefault("config", {}) or {}
         settings["config"] = config
@@ -233,21 +267,37 @@ class Session:
 
     # -- verbs ---------------------------------------------------------------------------------------------
 
-    def preview(self) -> ChangeSummary:
+    def refresh(self) -> None:
+        """Read the real infrastructure into the state first (what `up --refresh` does), so that the update
+        corrects what changed behind the runner's back (IAC_RUNNER_REFRESH)."""
         assert self.stack is not None
-        self.configure()
+        log.step("pulumi refresh")
+        progress = Progress()
+        with self.ctx.events.phase("refresh"), self._translated("refreshing the state", progress):
+            self.stack.refresh(on_event=progress, on_output=log.debug)
+
+    def preview(self) -> Previewed:
+        with self.ctx.events.phase("plan"):
+            return Retry(self.ctx.retries, self.ctx.deadline).run(self._preview, "pulumi preview")
+
+    def _preview(self) -> Previewed:
+        assert self.stack is not None
         log.step("pulumi preview")
         progress = Progress(preview=True)
         with self._translated("previewing", progress):
             self.stack.preview(on_event=progress, on_output=log.debug)
         summary = ChangeSummary(tuple(progress.changes))
-        log.info(f"plan: {summary}")
-        return summary
+        self.ctx.events.changes(summary)
+        log.info(f"plan: {summary}" + (", outputs change" if progress.outputs_changed and not summary.changes else ""))
+        return Previewed(summary, bool(summary.changes or progress.outputs_changed or progress.pending))
 
     def up(self) -> dict[str, Any]:
         """Update the stack; returns its outputs' plain values, which the Automation API reads after `up`."""
+        with self.ctx.events.phase("apply"):
+            return Retry(self.ctx.retries, self.ctx.deadline).run(self._up, "pulumi up")
+
+    def _up(self) -> dict[str, Any]:
         assert self.stack is not None
-        self.configure()
         log.step("pulumi up")
         progress = Progress()
         with self._translated("updating the stack", progress):
@@ -262,7 +312,7 @@ class Session:
         assert self.stack is not None
         log.step("pulumi destroy")
         progress = Progress()
-        with self._translated("destroying the stack", progress):
+        with self.ctx.events.phase("destroy"), self._translated("destroying the stack", progress):
             result = self.stack.destroy(on_event=progress, on_output=log.debug)
         deleted = counts(result.summary.resource_changes).get("delete", 0)
         log.info(f"destroyed {deleted} resource(s)" if deleted else "the stack holds no resources: nothing to destroy")
@@ -287,9 +337,10 @@ class Session:
         """Outputs with the engine's secret flag; a value holding a secret anywhere is secret whole (the masked
         view shows where: the Automation API's own flag looks at the top level only)."""
         base = [self.cli, "stack", "output", "--json", "--stack", self.name, "--non-interactive"]
-        masked = json.loads(self._run(base, "reading outputs").stdout or "{}")
-        if plain is None:
-            plain = json.loads(self._run([*base, "--show-secrets"], "reading outputs").stdout or "{}")
+        with self.ctx.events.phase("outputs"):
+            masked = json.loads(self._run(base, "reading outputs").stdout or "{}")
+            if plain is None:
+                plain = json.loads(self._run([*base, "--show-secrets"], "reading outputs").stdout or "{}")
         return [Output(name, value, holds_secret(masked.get(name))) for name, value in plain.items()]
 
     @contextlib.contextmanager
@@ -302,7 +353,11 @@ class Session:
                 yield
         except CommandError as exc:
             text = "\n".join([*(progress.errors if progress else []), str(exc)])
-            raise classify(text, self.scene, doing, progress.resource_errors if progress else ()) from None
+            error = classify(text, self.scene, doing, progress.resource_errors if progress else ())
+            error.diagnostics = tuple(progress.diagnostics) if progress else ()
+            if progress is None or not progress.started:
+                error.transient = error.transient or (transient_reason(text) or "" if error.exit_code != 2 else "")
+            raise error from None
 
 
 class Gone(Exception):
