@@ -499,6 +499,9 @@ def _check_stack(doc: Document, inputs: ContainerInputs, folder: Path, scripts: 
             backend = backends.detect(folder)
         except ConfigError as exc:
             return [doc.problem(where.stack_path, f"{shown}: {exc.summary}", exc.fix)]
+    placed = layout.place_companions(backend, scripts, folder)
+    if placed:
+        log.info(f"{doc.file}: {', '.join(placed)} from `files` join the stack in {shown}, as in the job")
     problems = []
     if backend.needs_state(folder) and not variables.get("IAC_RUNNER_STATE_URL"):
         problems.append(
@@ -577,10 +580,23 @@ def _check_inputs(
                 doc.problem(
                     loc,
                     f"the {backend.name} stack requires input {name!r}, which the definition does not give",
-                    f"Add it to the inputs file{' as a secret: ' + SECRET_PREFIX + name if decl.secret else ''}.",
+                    _missing_input_fix(inputs, backend, name, decl.secret),
                 )
             )
     return problems
+
+
+def _missing_input_fix(inputs: ContainerInputs, backend: Backend, name: str, secret: bool) -> str:
+    if secret:
+        return f"Add secret_refs.job.variables.{SECRET_PREFIX}{name} (from your secret store)."
+    inputs_file = inputs.variables.get("RESOURCE_INPUTS_FILE")
+    own = f" or a file of the stack's own in `files` ({', '.join(backend.companions)})" if backend.companions else ""
+    if inputs_file:
+        return f"Add it to the inputs file {inputs_file}{own}."
+    return (
+        "Give it a value: an inputs file (job.variables.RESOURCE_INPUTS_FILE and a `files` entry of that name "
+        f"holding a JSON object){own}."
+    )
 
 
 def _plain_inputs(doc: Document, inputs: ContainerInputs) -> tuple[dict[str, Any] | None, Loc, dict[str, int]]:
