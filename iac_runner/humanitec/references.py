@@ -43,9 +43,8 @@ _REFERENCE = re.compile(
 )
 _STEP = re.compile(r"""\.(?P<name>[\w-]+)|\[\s*(?:(?P<quote>['"])(?P<key>[^'"]*)(?P=quote)|(?P<index>\d+))\s*\]""")
 _FIX = (
-    "Put the definition it reads beside this one (or pass it with --config FILE), emulate in the context its "
-    "criteria name (--placeholder context.env.type=..., context.app.id=...), or give the value: "
-    '--placeholder "EXPR=VALUE".'
+    "Put the definition it reads beside this one (or pass it with --config FILE), or emulate in the context its "
+    "criteria name (--placeholder context.env.type=..., context.app.id=...)."
 )
 
 
