@@ -18,6 +18,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -573,9 +574,12 @@ def _check_inputs(
             problems.append(doc.problem(loc, *problem))
     job_env = {*inputs.variables, *inputs.secret_refs.job.variables}
     provided = set(plain) | set(secret) | backend.provided_inputs(folder, job_env)
+    own_files = [n for n in inputs.values.files if any(fnmatch(PurePosixPath(n).name, p) for p in backend.companions)]
+    # Without an inputs file, the stack's own files in `files` are where its inputs are given.
+    missing_at = (*VALUES, "files", own_files[0]) if own_files and plain_loc == VARIABLES else plain_loc
     for name, decl in sorted(declared.items()):
         if decl.required and name not in provided:
-            loc = plain_loc if not decl.secret else SECRET_VARIABLES
+            loc = missing_at if not decl.secret else SECRET_VARIABLES
             problems.append(
                 doc.problem(
                     loc,
@@ -590,7 +594,7 @@ def _missing_input_fix(inputs: ContainerInputs, backend: Backend, name: str, sec
     if secret:
         return f"Add secret_refs.job.variables.{SECRET_PREFIX}{name} (from your secret store)."
     inputs_file = inputs.variables.get("RESOURCE_INPUTS_FILE")
-    own = f" or a file of the stack's own in `files` ({', '.join(backend.companions)})" if backend.companions else ""
+    own = " or in the stack's own variables file, written beside it by `files`" if backend.companions else ""
     if inputs_file:
         return f"Add it to the inputs file {inputs_file}{own}."
     return (
