@@ -57,6 +57,10 @@ class Unresolvable(Exception):
         self.fix = fix
 
 
+class _Loop(Unresolvable):
+    """References that come back to where they started: the orchestrator refuses such a graph."""
+
+
 @dataclass(frozen=True)
 class Reference:
     expression: str
@@ -279,9 +283,13 @@ class Resolver:
 
     def _inner(self, chosen: Candidate, ref: Reference) -> _Expander:
         """The referenced resource's own context, for the placeholders inside its outputs."""
-        ident = chosen.definition.metadata.id
+        # A resource is its type, class and id: one definition may well serve two resources.
+        ident = ref.shown
         if ident in self.chain:
-            raise Unresolvable(f"the references form a loop: {' -> '.join((*self.chain, ident))}")
+            raise _Loop(
+                f"the references form a loop: {' -> '.join((*self.chain, ident))}",
+                "Break the loop: a definition's outputs cannot depend on themselves.",
+            )
         context = {k: v for k, v in self.context.items() if not k.startswith("context.res.")}
         context.update({"context.res.type": ref.type, "context.res.class": ref.klass, "context.res.id": ref.res_id})
         context["context.res.guresid"] = guresid(context)
@@ -310,10 +318,23 @@ class _Expander:
             return value
         whole = PLACEHOLDER.fullmatch(value.strip())
         if whole and is_reference(whole.group(1)):
-            try:
-                return self.resolver.output(whole.group(1)).value
-            except Unresolvable:
-                return value
-        refs, _ = self.resolver.strings(value)
+            return self._output(whole.group(1), value)
+        refs = {}
+        for expression in references_in(value):
+            out = self._output(expression, None)
+            if out is not None:
+                refs[expression] = out if isinstance(out, str) else json.dumps(out)
         text, _ = resolve(value, {**refs, **self.resolver.context}, unescape=False)
         return text
+
+    def _output(self, expression: str, otherwise: Any) -> Any:
+        """A reference's value; `otherwise` when it has none here (a loop is not tolerated)."""
+        try:
+            out = self.resolver.output(expression)
+        except _Loop:
+            raise
+        except Unresolvable:
+            return otherwise
+        if out.secret:
+            REGISTRY.add(out.value if isinstance(out.value, str) else json.dumps(out.value))
+        return out.value
