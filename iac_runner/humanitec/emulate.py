@@ -593,7 +593,8 @@ def _local_argv(job: Job, scripts: Path) -> list[str]:
     if not job.command:
         log.info("the job has no command: the image's entrypoint (iac-runner container) is assumed")
     if is_runner(job):
-        command = [sys.executable, "-m", "iac_runner", *command[1:]]
+        # -P: the job works in the shared directory, where a checkout of this repository has its own iac_runner/.
+        command = [sys.executable, "-P", "-m", "iac_runner", *command[1:]]
     shared = job.shared_directory.rstrip("/")
     return [
         str(scripts) + arg[len(shared) :] if arg == shared or arg.startswith(shared + "/") else arg for arg in command

@@ -242,7 +242,7 @@ def test_the_three_s3_bucket_stacks_declare_the_same_inputs() -> None:
 def test_local_job_command_is_this_runner_and_paths_move_into_the_emulated_directory(tmp_path: Path) -> None:
     job = Job(image="i", shared_directory="/home/runner/workspace", command=["iac-runner", "container"])
     argv = emulate._local_argv(job, tmp_path)
-    assert argv[1:] == ["-m", "iac_runner", "container"]
+    assert argv[1:] == ["-P", "-m", "iac_runner", "container"], "this runner, not a copy in the shared directory"
     script = Job(image="i", shared_directory="/work/", command=["/bin/sh", "/work/run.sh", "/workspace"])
     assert emulate._local_argv(script, tmp_path) == ["/bin/sh", f"{tmp_path}/run.sh", "/workspace"]
 
