@@ -123,8 +123,8 @@ def emulate(request: EmulateRequest) -> EmulateResult:
     inputs = inputs.model_copy(update={"values": inputs.values.model_copy(update={"job": job})})
     # What the job gets (the cluster is for reaching a cluster: not needed here).
     used = [inputs.values.model_dump(exclude={"job", "cluster"}), inputs.secret_refs.model_dump(exclude={"cluster"})]
-    known, reasons = resolver.strings([*used, job.model_dump()])
-    values = _Values({**known, **context}, reasons)
+    known, unresolved = resolver.strings([*used, job.model_dump()])
+    values = _Values({**known, **context}, unresolved)
     variables = _variables(origin, job, values)
     secrets = _Secrets.resolve(doc, inputs, request.secrets, os.environ, values)
     endpoint = _endpoint(request.endpoint)
@@ -189,10 +189,10 @@ def load_definition(path: Path) -> tuple[Document, Definition, ContainerInputs]:
 
 @dataclass(frozen=True)
 class _Values:
-    """What the placeholders resolve to here, and why those that do not, do not."""
+    """What the placeholders resolve to here, and why those references that do not, do not."""
 
     known: dict[str, str]
-    reasons: dict[str, str]
+    unresolved: dict[str, references.Unresolvable]
 
 
 @dataclass(frozen=True)
@@ -263,12 +263,12 @@ def _variables(origin: _Origin, job: Job, values: _Values) -> dict[str, str]:
 
 
 def _unresolved(doc: Document, loc: Loc, what: str, expression: str, values: _Values) -> ConfigError:
-    reason = values.reasons.get(expression)
+    why = values.unresolved.get(expression)
     return ConfigError(
-        f"The placeholder ${{{expression}}} of {what} cannot be resolved here" + (f": {reason}." if reason else "."),
+        f"The placeholder ${{{expression}}} of {what} cannot be resolved here" + (f": {why.reason}." if why else "."),
         where=f"{doc.file}:{doc.line(loc)}",
-        fix=(references.Unresolvable(reason).fix + " " if reason else "")
-        + f'Give its value: --placeholder "{expression}=VALUE" (the orchestrator resolves it in a deployment).',
+        fix=(f"{why.fix} Or give" if why else "Give")
+        + f' its value: --placeholder "{expression}=VALUE" (the orchestrator resolves it in a deployment).',
     )
 
 
@@ -513,7 +513,7 @@ def _state(job: Job, variables: dict[str, str], override: str | None, endpoint: 
 def _needs_state(job: Job, variables: Mapping[str, str], scripts: Path) -> bool:
     """Whether the runner needs IAC_RUNNER_STATE_URL: not for another program, nor for a backend that keeps its
     own state or a stack that declares its own backend (in its folder or among the driver's files that join it)."""
-    if not is_runner(job):
+    if not _is_runner(job):
         return False
     name = variables.get("IAC_RUNNER_BACKEND")
     # The runner's own checkout happens inside the job: the stack is not in the shared directory yet.
@@ -542,7 +542,7 @@ def _stack(scripts: Path, subpath: str | None) -> Path | None:
 # -- the job -------------------------------------------------------------------------------------------------
 
 
-def is_runner(job: Job) -> bool:
+def _is_runner(job: Job) -> bool:
     """Whether the job's command is iac-runner (no command: the image's entrypoint, iac-runner in our image)."""
     return not job.command or Path(job.command[0]).name == "iac-runner"
 
@@ -592,7 +592,7 @@ def _local_argv(job: Job, scripts: Path) -> list[str]:
     command = job.command or ["iac-runner", "container"]
     if not job.command:
         log.info("the job has no command: the image's entrypoint (iac-runner container) is assumed")
-    if is_runner(job):
+    if _is_runner(job):
         # -P: the job works in the shared directory, where a checkout of this repository has its own iac_runner/.
         command = [sys.executable, "-P", "-m", "iac_runner", *command[1:]]
     shared = job.shared_directory.rstrip("/")
@@ -603,7 +603,7 @@ def _local_argv(job: Job, scripts: Path) -> list[str]:
 
 def _check_command(job: Job, origin: _Origin, program: str, scripts: Path, search: str) -> None:
     """The job's program must be here to run as a local process; if not, say which and how to fix it."""
-    found = shutil.which(program, path=search) if "/" not in program else program
+    found = shutil.which(program, path=search) if "/" not in program else str(scripts / program)
     if found and Path(found).is_file() and os.access(found, os.X_OK):
         return
     assert job.command is not None  # without a command the job is this runner, which is always here

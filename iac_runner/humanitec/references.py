@@ -193,21 +193,21 @@ class Resolver:
         out = self._read(chosen, ref)
         return Output(self._inner(chosen, ref).expand(out.value), out.doc, out.loc, out.secret)
 
-    def strings(self, data: Any) -> tuple[dict[str, str], dict[str, str]]:
+    def strings(self, data: Any) -> tuple[dict[str, str], dict[str, Unresolvable]]:
         """Every reference in the strings of `data`: its value as the text that replaces the placeholder, or why
         it has none here."""
         values: dict[str, str] = {}
-        reasons: dict[str, str] = {}
+        unresolved: dict[str, Unresolvable] = {}
         for expression in sorted(references_in(data)):
             try:
                 out = self.output(expression)
             except Unresolvable as exc:
-                reasons[expression] = exc.reason
+                unresolved[expression] = exc
                 continue
             values[expression] = out.value if isinstance(out.value, str) else json.dumps(out.value)
             if out.secret:
                 REGISTRY.add(values[expression])
-        return values, reasons
+        return values, unresolved
 
     def _wanted(self, ref: Reference) -> dict[str, str]:
         return {

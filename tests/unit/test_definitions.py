@@ -391,7 +391,8 @@ def test_outputs_are_read_in_the_referenced_resource_context(tmp_path: Path) -> 
     values, reasons = found.strings("${resources['config.runner'].outputs.token} ${resources['config.tf'].outputs.x}")
     assert values == {"resources['config.runner'].outputs.token": "s3cr3t-from-config"}
     assert REGISTRY.redact("s3cr3t-from-config") != "s3cr3t-from-config", "a secret output is a secret"
-    assert "of driver humanitec/terraform: its outputs exist only once the orchestrator has run it" in str(reasons)
+    why = reasons["resources['config.tf'].outputs.x"]
+    assert "of driver humanitec/terraform: its outputs exist only once the orchestrator has run it" in why.reason
     for expression, reason in [
         ("resources['config.runner'].outputs.stored", "a secret read from a secret store"),
         ("resources['config.runner'].outputs.nope", "has no output 'nope' (its outputs: job, ports, stored, token)"),
@@ -414,7 +415,7 @@ def test_a_loop_of_references_is_named(tmp_path: Path) -> None:
     with pytest.raises(references.Unresolvable, match=re.escape(f"the references form a loop: {loop}")):
         found.output("resources['config.loop#one'].outputs.a")
     _, reasons = found.strings("${resources['config.loop#two'].outputs.b}")
-    assert "the references form a loop" in reasons["resources['config.loop#two'].outputs.b"]
+    assert "the references form a loop" in reasons["resources['config.loop#two'].outputs.b"].reason
 
 
 def test_definitions_given_with_config_must_hold(tmp_path: Path) -> None:
