@@ -47,6 +47,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="the value of a ${EXPR} placeholder, e.g. context.app.id=shop; repeatable",
     )
     emulate.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML file of the definitions that ${resources['config.x'].outputs.y} references read (default: "
+        "the YAML files beside DEFINITION); repeatable",
+    )
+    emulate.add_argument(
         "--url-map", action="append", default=[], metavar="URL=OTHER", help="check out OTHER where source.url is URL"
     )
     emulate.add_argument("--state-url", help="engine state here instead (default: a per-user folder)")
@@ -77,6 +85,7 @@ def _driver_emulate(args: argparse.Namespace, sink: ErrorSink) -> int:
         out_dir=out_dir,
         keep=args.keep,
         timeout=args.timeout,
+        configs=tuple(Path(f) for f in args.config),
     )
     result = emulate(request)
     print(result.summary())

@@ -157,6 +157,9 @@ def model_problems(doc: Document, error: ValidationError, model: type[BaseModel]
         elif kind == "string_pattern_mismatch" and PLACEHOLDER_TAG in err["loc"]:
             message = f"{where} must be an object or a single ${{...}} placeholder, not {err['input']!r}"
             fix = "Write the object out, or reference another resource: ${resources['config.x'].outputs.y}."
+        elif kind == "list_type":
+            message = f"{where} has the wrong type: it must be a list (got {_type_name(err['input'])})"
+            fix = "Write it as a YAML list: one item a line, each starting with '- ', or [a, b] on one line."
         elif kind in ("literal_error", "string_pattern_mismatch", "value_error", "string_too_long"):
             shown = "" if _secret_loc(loc) else f" (got {err['input']!r})"
             message = f"{where}: {validation_message(err['msg'])}{shown}"

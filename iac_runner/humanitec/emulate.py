@@ -7,9 +7,14 @@ set, the cloud credentials mapped in, the contract's own variables set (ACTION, 
 SECRET_OUTPUTS_FILE, ERROR_FILE), then the job's command run. Here that command runs as a local process through the
 process seam (the runner of this checkout when the command is `iac-runner`), or in the image with `--docker`.
 
-Placeholders the orchestrator would resolve are resolved from a demo context (`--placeholder` sets any of them).
+Placeholders the orchestrator would resolve are resolved from a demo context (`--placeholder` sets any of them);
+references to other resources (`${resources['config.runner'].outputs.job}`) from the `humanitec/echo` definitions
+beside the definition, or in `--config` files, chosen by their criteria as the orchestrator does (references.py).
 Secrets come from `--secret` or the environment; a missing one stops the run before anything happens. The cloud
 is the embedded moto by default (when no AWS credentials are set), a running emulator's URL, or real AWS.
+The contract's file variables are absolute paths in the shared directory, as the driver's are: a job that changes
+directory still writes where the driver reads, and one that exits 0 without both output files fails, as it would
+under the driver.
 """
 
 from __future__ import annotations
@@ -25,26 +30,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from iac_runner import backends
+from iac_runner.backends.base import Backend
 from iac_runner.common import paths, process
-from iac_runner.common.errors import ConfigError, EngineError
+from iac_runner.common.errors import ConfigError, EngineError, ExitCode
 from iac_runner.common.files import write_atomic
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline, forward_signals
 from iac_runner.common.secrets import MASK, REGISTRY
-from iac_runner.humanitec import layout
-from iac_runner.humanitec.document import Document, load_file
+from iac_runner.humanitec import layout, references
+from iac_runner.humanitec.document import Document, Loc, load_file, model_problems, shown_path
 from iac_runner.humanitec.model import (
     ContainerInputs,
     Definition,
     Job,
     context_values,
+    placeholders,
     resolve,
 )
-from iac_runner.humanitec.validate import SECRET_VARIABLES, SECRETS, VALUES, VARIABLES, check_static
+from iac_runner.humanitec.validate import SECRET_VARIABLES, SECRETS, VALUES, check_static
 from iac_runner.job import contract
 from iac_runner.job.settings import SECRET_PREFIX, load_inputs_file
-from iac_runner.job.source import SourceError
+from iac_runner.job.source import SourceError, stack_folder
 
 DriverAction = Literal["create", "destroy"]
 INPUTS_FILE = "resource-inputs.json"
@@ -81,6 +90,9 @@ class EmulateRequest:
     out_dir: Path | None = None
     keep: bool = False
     timeout: float | None = None
+    #: Files of definitions that references (`${resources['config.x'].outputs.y}`) read; default: the YAML files
+    #: beside the definition.
+    configs: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,16 +117,16 @@ def emulate(request: EmulateRequest) -> EmulateResult:
     log.step(
         f"emulating the Container Driver: {definition.metadata.id} ({definition.entity.type}), ACTION={request.action}"
     )
-    job = inputs.job
-    if job is None:
-        raise ConfigError(
-            "driver_inputs.values.job is a placeholder, so there is no job to run here.",
-            where=f"{doc.file}:{doc.line((*VALUES, 'job'))}",
-            fix="Write the job out (image, command, shared_directory, variables) in the definition you emulate.",
-        )
     context = context_values(definition, request.placeholders)
-    variables = _variables(doc, job, context)
-    secrets = _Secrets.resolve(doc, inputs, request.secrets, os.environ, context)
+    resolver = _resolver(request, context)
+    job, origin = _job(doc, inputs, resolver)
+    inputs = inputs.model_copy(update={"values": inputs.values.model_copy(update={"job": job})})
+    # What the job gets (the cluster is for reaching a cluster: not needed here).
+    used = [inputs.values.model_dump(exclude={"job", "cluster"}), inputs.secret_refs.model_dump(exclude={"cluster"})]
+    known, unresolved = resolver.strings([*used, job.model_dump()])
+    values = _Values({**known, **context}, unresolved)
+    variables = _variables(origin, job, values)
+    secrets = _Secrets.resolve(doc, inputs, request.secrets, os.environ, values)
     endpoint = _endpoint(request.endpoint)
     if request.docker:
         _check_docker()
@@ -128,17 +140,19 @@ def emulate(request: EmulateRequest) -> EmulateResult:
             scripts=scripts,
             request=request,
             secrets=secrets,
-            context=context,
+            values=values,
             variables=variables,
             deadline=deadline,
         )
         cloud = stack.enter_context(_cloud(endpoint, inputs))
-        state_dir = _state(variables, request.state_url, endpoint)
-        shared = job.shared_directory if request.docker else str(scripts)
-        contract = {"ACTION": request.action, "SCRIPTS_DIRECTORY": shared, **CONTRACT_FILES}
+        state_dir = _state(job, variables, request.state_url, endpoint, scripts)
+        shared = job.shared_directory.rstrip("/") if request.docker else str(scripts)
+        # Absolute, as the driver's are: a job that changes directory still writes where the driver reads.
+        files = {name: f"{shared}/{file}" for name, file in CONTRACT_FILES.items()}
+        contract = {"ACTION": request.action, "SCRIPTS_DIRECTORY": shared, **files}
         job_env = {**cloud, **variables, **secrets.variables, **contract, "PYTHONUNBUFFERED": "1"}
-        code = _run(job, scripts, job_env, docker=request.docker, state_dir=state_dir, deadline=deadline)
-        result = _collect(scripts, code)
+        code = _run(job, origin, scripts, job_env, docker=request.docker, state_dir=state_dir, deadline=deadline)
+        result = _collect(scripts, code, files, "{}:{}".format(*origin.line("command")))
         if request.out_dir is not None:
             _copy_out(scripts, request.out_dir)
     return result
@@ -173,24 +187,88 @@ def load_definition(path: Path) -> tuple[Document, Definition, ContainerInputs]:
     return one.doc, one.definition, one.inputs
 
 
-def _variables(doc: Document, job: Job, context: Mapping[str, str]) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Values:
+    """What the placeholders resolve to here, and why those references that do not, do not."""
+
+    known: dict[str, str]
+    unresolved: dict[str, references.Unresolvable]
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """Where the job is written: in the definition, or in the definition a reference read it from."""
+
+    doc: Document
+    loc: Loc
+
+    def at(self, *parts: str) -> tuple[Document, Loc]:
+        return self.doc, (*self.loc, *parts)
+
+    def line(self, *parts: str) -> tuple[Path, int]:
+        return self.doc.file, self.doc.line((*self.loc, *parts))
+
+
+def _resolver(request: EmulateRequest, context: Mapping[str, str]) -> references.Resolver:
+    if request.configs:
+        found = references.candidates(request.configs, strict=True)
+        searched = f"in --config {', '.join(shown_path(p) for p in request.configs)}"
+    else:
+        found = references.candidates(references.folder_files(request.definition), strict=False)
+        searched = f"in {shown_path(request.definition.parent) or '.'}"
+    return references.Resolver(found, context, searched)
+
+
+def _job(doc: Document, inputs: ContainerInputs, resolver: references.Resolver) -> tuple[Job, _Origin]:
+    """The job: written out in the definition, or read from the definition its placeholder references (the
+    orchestrator's `config` pattern: `job: ${resources['config.runner'].outputs.job}`)."""
+    loc: Loc = (*VALUES, "job")
+    if inputs.job is not None:
+        return inputs.job, _Origin(doc, loc)
+    assert isinstance(inputs.values.job, str)
+    expression = placeholders(inputs.values.job)[0]
+    try:
+        found = resolver.output(expression)
+    except references.Unresolvable as exc:
+        raise ConfigError(
+            f"The job is ${{{expression}}}, which cannot be resolved here: {exc.reason}.",
+            where=f"{doc.file}:{doc.line(loc)}",
+            fix=exc.fix,
+        ) from None
+    try:
+        job = Job.model_validate(found.value)
+    except ValidationError as exc:
+        problems = model_problems(found.doc, exc, Job, found.loc)
+        raise ConfigError(
+            f"The job that ${{{expression}}} gives is not one the driver can run.",
+            where=problems[0].render().split(": ", 1)[0],
+            fix="Correct the job in that definition (image, command, shared_directory, variables).",
+            details="\n".join(p.render() for p in problems[:10]),
+        ) from None
+    log.info(f"job: {found.doc.file}:{found.doc.line(found.loc)} (${{{expression}}})")
+    return job, _Origin(found.doc, found.loc)
+
+
+def _variables(origin: _Origin, job: Job, values: _Values) -> dict[str, str]:
     resolved: dict[str, str] = {}
     for name, value in job.variables.items():
-        text, missing = resolve(value, context)
+        text, missing = resolve(value, values.known)
         if missing and name == "IAC_RUNNER_STATE_URL":
             log.info(f"IAC_RUNNER_STATE_URL is a placeholder here (${{{missing[0]}}})")
             continue
         if missing:
-            raise _unresolved(doc, (*VARIABLES, name), f"job variable {name}", missing[0])
+            raise _unresolved(*origin.at("variables", name), f"job variable {name}", missing[0], values)
         resolved[name] = text
     return resolved
 
 
-def _unresolved(doc: Document, loc: tuple[str, ...], what: str, expression: str) -> ConfigError:
+def _unresolved(doc: Document, loc: Loc, what: str, expression: str, values: _Values) -> ConfigError:
+    why = values.unresolved.get(expression)
     return ConfigError(
-        f"The placeholder ${{{expression}}} of {what} cannot be resolved here.",
+        f"The placeholder ${{{expression}}} of {what} cannot be resolved here" + (f": {why.reason}." if why else "."),
         where=f"{doc.file}:{doc.line(loc)}",
-        fix=f'Give its value: --placeholder "{expression}=VALUE" (the orchestrator resolves it in a deployment).',
+        fix=(f"{why.fix} Or give" if why else "Give")
+        + f' its value: --placeholder "{expression}=VALUE" (the orchestrator resolves it in a deployment).',
     )
 
 
@@ -208,7 +286,7 @@ class _Secrets:
         inputs: ContainerInputs,
         given: Mapping[str, str],
         environ: Mapping[str, str],
-        context: Mapping[str, str],
+        values: _Values,
     ) -> _Secrets:
         """Every secret reference's value: `--secret NAME=VALUE`, a literal `value:`, or the environment."""
         refs = inputs.secret_refs
@@ -223,7 +301,7 @@ class _Secrets:
                     used.add(name)
                     return given[name]
             if value is not None:
-                text, unresolved = resolve(value, context)
+                text, unresolved = resolve(value, values.known)
                 if not unresolved:
                     return text
             for name in env_names:
@@ -307,7 +385,7 @@ def _lay_out(
     scripts: Path,
     request: EmulateRequest,
     secrets: _Secrets,
-    context: Mapping[str, str],
+    values: _Values,
     variables: dict[str, str],
     deadline: Deadline,
 ) -> None:
@@ -339,9 +417,9 @@ def _lay_out(
     replaced = {inputs_name} if request.inputs and inputs_name else set()
     files = {}
     for name, text in inputs.values.files.items():
-        content, missing = resolve(text, context)
+        content, missing = resolve(text, values.known)
         if missing and name not in replaced:
-            raise _unresolved(doc, (*VALUES, "files", name), f"files entry {name}", missing[0])
+            raise _unresolved(doc, (*VALUES, "files", name), f"files entry {name}", missing[0], values)
         files[name] = content
     layout.write_files(scripts, files)
     layout.write_files(scripts, secrets.files, mode=0o600)
@@ -398,20 +476,30 @@ def _cloud(endpoint: str, inputs: ContainerInputs) -> Iterator[dict[str, str]]:
     yield {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
 
 
-def _state(variables: dict[str, str], override: str | None, endpoint: str) -> Path | None:
+def _state(job: Job, variables: dict[str, str], override: str | None, endpoint: str, scripts: Path) -> Path | None:
     """Where the engines keep state: the definition's IAC_RUNNER_STATE_URL against AWS; otherwise a per-user
-    folder, one per cloud, so that create and then destroy find the same state across runs."""
+    folder, one per cloud, so that create and then destroy find the same state across runs. A definition that
+    sets none gets one only when its job is the runner and the stack needs it."""
     given = override or variables.get("IAC_RUNNER_STATE_URL")
-    backend = variables.get("IAC_RUNNER_BACKEND")
-    if not given and backend in backends.names() and not backends.get(backend).needs_state(None):
-        return None  # the engine keeps its own state
+    if not given and "IAC_RUNNER_STATE_URL" not in job.variables:
+        if not _needs_state(job, variables, scripts):
+            return None
+        log.warning(
+            "the definition sets no IAC_RUNNER_STATE_URL, which its stack needs: the Container Driver's run would "
+            "stop there (`iac-runner definition validate` reports it); here the state gets a per-user folder"
+        )
     if given and (override or endpoint == "aws" or not given.startswith("s3://")):
         variables["IAC_RUNNER_STATE_URL"] = given
         return Path(given.removeprefix("file://")) if given.startswith("file://") else None
     key = endpoint if endpoint in ("moto", "aws") else endpoint.split("://", 1)[1].replace(":", "-").strip("/")
     folder = paths.private_dir(paths.state_home() / "emulate" / key)
     variables["IAC_RUNNER_STATE_URL"] = folder.as_uri()
-    reason = f"is {given} in the definition, which is not used against an emulator" if given else "is not set here"
+    if given:
+        reason = f"is {given} in the definition, which is not used against an emulator"
+    elif "IAC_RUNNER_STATE_URL" in job.variables:
+        reason = "is a placeholder here"
+    else:
+        reason = "is not set by the definition"
     log.step(f"state: {folder} (IAC_RUNNER_STATE_URL {reason}; this per-user folder keeps create and destroy "
              f"working across runs)")  # fmt: skip
     if endpoint == "moto":
@@ -422,11 +510,52 @@ def _state(variables: dict[str, str], override: str | None, endpoint: str) -> Pa
     return folder
 
 
+def _needs_state(job: Job, variables: Mapping[str, str], scripts: Path) -> bool:
+    """Whether the runner needs IAC_RUNNER_STATE_URL: not for another program, nor for a backend that keeps its
+    own state or a stack that declares its own backend (in its folder or among the driver's files that join it)."""
+    if not _is_runner(job):
+        return False
+    name = variables.get("IAC_RUNNER_BACKEND")
+    # The runner's own checkout happens inside the job: the stack is not in the shared directory yet.
+    own_checkout = bool(variables.get("IAC_RUNNER_SOURCE_URL"))
+    folder = None if own_checkout else _stack(scripts, variables.get("IAC_RUNNER_SOURCE_PATH"))
+    backend: Backend
+    if name in backends.names():
+        backend = backends.get(name)
+    elif name or folder is None:
+        return True  # an unknown backend the runner will name, or one it detects later: let it have a place
+    else:
+        try:
+            backend = backends.detect(folder)
+        except ConfigError:
+            return True  # no stack there: the runner says so
+    return backend.needs_state(folder) and not layout.companions_keep_state(backend, scripts)
+
+
+def _stack(scripts: Path, subpath: str | None) -> Path | None:
+    try:
+        return stack_folder(scripts, subpath, "shared directory")
+    except ConfigError:
+        return None  # the runner reports a path that is not there
+
+
 # -- the job -------------------------------------------------------------------------------------------------
 
 
+def _is_runner(job: Job) -> bool:
+    """Whether the job's command is iac-runner (no command: the image's entrypoint, iac-runner in our image)."""
+    return not job.command or Path(job.command[0]).name == "iac-runner"
+
+
 def _run(
-    job: Job, scripts: Path, job_env: dict[str, str], *, docker: bool, state_dir: Path | None, deadline: Deadline
+    job: Job,
+    origin: _Origin,
+    scripts: Path,
+    job_env: dict[str, str],
+    *,
+    docker: bool,
+    state_dir: Path | None,
+    deadline: Deadline,
 ) -> int:
     if docker:
         argv = _docker_argv(job, scripts, sorted(job_env), state_dir)
@@ -434,6 +563,7 @@ def _run(
     else:
         argv = _local_argv(job, scripts)
         env = {**{k: os.environ[k] for k in HOST_VARIABLES if k in os.environ}, **job_env}
+        _check_command(job, origin, argv[0], scripts, env.get("PATH", ""))
     names = ", ".join(sorted(k for k in job_env if k not in CONTRACT_FILES))
     log.step(f"job: {' '.join(argv[:8])}{' ...' if len(argv) > 8 else ''}")
     log.info(f"job environment: {names}")
@@ -462,12 +592,47 @@ def _local_argv(job: Job, scripts: Path) -> list[str]:
     command = job.command or ["iac-runner", "container"]
     if not job.command:
         log.info("the job has no command: the image's entrypoint (iac-runner container) is assumed")
-    if Path(command[0]).name == "iac-runner":
-        command = [sys.executable, "-m", "iac_runner", *command[1:]]
+    if _is_runner(job):
+        # -P: the job works in the shared directory, where a checkout of this repository has its own iac_runner/.
+        command = [sys.executable, "-P", "-m", "iac_runner", *command[1:]]
     shared = job.shared_directory.rstrip("/")
     return [
         str(scripts) + arg[len(shared) :] if arg == shared or arg.startswith(shared + "/") else arg for arg in command
     ]
+
+
+def _check_command(job: Job, origin: _Origin, program: str, scripts: Path, search: str) -> None:
+    """The job's program must be here to run as a local process; if not, say which and how to fix it."""
+    found = shutil.which(program, path=search) if "/" not in program else str(scripts / program)
+    if found and Path(found).is_file() and os.access(found, os.X_OK):
+        return
+    assert job.command is not None  # without a command the job is this runner, which is always here
+    command = " ".join(job.command)
+    where = "{}:{} (job.command)".format(*origin.line("command"))
+    shared = job.shared_directory.rstrip("/")
+    first = job.command[0]
+    if first == shared or first.startswith(shared + "/"):
+        raise ConfigError(
+            f"The job's command `{command}` starts {first}, which is not in the shared directory: neither the "
+            "source nor `files` put it there.",
+            where=where,
+            fix=f"Add it to `files` (files.{first[len(shared) + 1 :] or 'NAME'}) or to the repository at that path, "
+            "or correct job.command.",
+        )
+    if "/" in first:
+        raise ConfigError(
+            f"The job's command `{command}` starts {first}, a program of the image {job.image}: it is not on "
+            "this machine.",
+            where=where,
+            fix="Run the image itself with --docker; for the iac-driver-runner image set job.command to "
+            '["iac-runner", "container"], which emulate runs from this checkout.',
+        )
+    raise ConfigError(
+        f"The job's command `{command}` starts {first}, which is not on PATH here.",
+        where=where,
+        fix=f"Check the spelling in job.command; if {first} is in the image {job.image}, run it with --docker, or "
+        f"install {first} here.",
+    )
 
 
 def _docker_argv(job: Job, scripts: Path, names: list[str], state_dir: Path | None) -> list[str]:
@@ -513,25 +678,40 @@ def _check_docker() -> None:
 # -- what the job left ------------------------------------------------------------------------------------
 
 
-def _collect(scripts: Path, code: int) -> EmulateResult:
-    def read_json(name: str) -> dict[str, Any]:
-        path = scripts / CONTRACT_FILES[name]
+def _collect(scripts: Path, code: int, given: Mapping[str, str], command: str) -> EmulateResult:
+    """What the driver reads back. `given`: the paths the job was given; `command`: where the job's command is."""
+    read: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
+    for name in ("OUTPUTS_FILE", "SECRET_OUTPUTS_FILE"):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    secrets = read_json("SECRET_OUTPUTS_FILE")
+            data = json.loads((scripts / CONTRACT_FILES[name]).read_text())
+        except (OSError, ValueError) as exc:
+            data, why = {}, "was not written" if isinstance(exc, FileNotFoundError) else "is not valid JSON"
+        else:
+            why = "" if isinstance(data, dict) else "does not hold a JSON object"
+        read[name] = data if isinstance(data, dict) else {}
+        if why:
+            missing.append(f"{name} ({given[name]}) {why}")
+    secrets = read["SECRET_OUTPUTS_FILE"]
     REGISTRY.add_all(secrets.values())
     error_path = scripts / CONTRACT_FILES["ERROR_FILE"]
     error = error_path.read_text() if error_path.is_file() else None
+    if code == 0 and missing:
+        failure = ConfigError(
+            f"The job exited 0, but {' and '.join(missing)}: the Container Driver fails such a run.",
+            where=f"{command} (job.command)",
+            fix="On success the job must write both files, {} where empty, at the paths OUTPUTS_FILE and "
+            "SECRET_OUTPUTS_FILE give (absolute paths, as the driver's are).",
+        )
+        log.error(failure.summary)
+        log.info(f"fix: {failure.fix}")
+        return EmulateResult(int(ExitCode.ENGINE), {}, {}, failure.render())
     if code == 0:
-        log.step(f"job succeeded: {len(read_json('OUTPUTS_FILE'))} output(s), {len(secrets)} secret output(s)")
+        log.step(f"job succeeded: {len(read['OUTPUTS_FILE'])} output(s), {len(secrets)} secret output(s)")
     else:
         first = (error or "(no error file)").splitlines()[0] if (error or "").strip() else "(empty error file)"
         log.error(f"job failed with exit code {code}: {first}")
-    return EmulateResult(code, read_json("OUTPUTS_FILE"), secrets, error)
+    return EmulateResult(code, read["OUTPUTS_FILE"], secrets, error)
 
 
 def _copy_out(scripts: Path, out_dir: Path) -> None:

@@ -4,17 +4,21 @@
 Layout: the folder at `source.path` (the whole repository without one) becomes the directory's content, and
 `files` land on top of it (a `backend.tf` beside the code, the inputs file). `driver emulate` and `definition
 validate` both lay a directory out this way, with the job's own git code (iac_runner/job/source.py) doing the
-checkout as it does in a job.
+checkout as it does in a job. The stack's companions among `files` (tfvars, `backend.tf`) join the stack in
+whichever subfolder it is: `definition validate` places them there before it looks at the stack, as the runner's
+job does; `driver emulate` leaves that to the job, as the driver does.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from iac_runner.backends.base import Backend
 from iac_runner.common.files import write_atomic
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
@@ -61,3 +65,31 @@ def write_files(scripts: Path, files: Mapping[str, str], mode: int = 0o644) -> N
         target = stack_folder(scripts, str(Path(name).parent), "shared directory", must_exist=False) / Path(name).name
         target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(target, text, mode)
+
+
+def companions(backend: Backend, scripts: Path) -> list[Path]:
+    """The driver's files at the shared directory's root that belong beside the stack (its tfvars, its backend,
+    its stack config: `Backend.companions`)."""
+    return sorted({p for pattern in backend.companions for p in scripts.glob(pattern) if p.is_file()})
+
+
+def place_companions(backend: Backend, scripts: Path, folder: Path) -> list[str]:
+    """Copy the companions beside the stack, as the runner's job does in every layout; returns their names."""
+    placed = []
+    for path in companions(backend, scripts):
+        if path.parent != folder:
+            shutil.copyfile(path, folder / path.name)
+            placed.append(path.name)
+    return placed
+
+
+def companions_keep_state(backend: Backend, scripts: Path) -> bool:
+    """Whether the companions declare the stack's own state backend (a `backend.tf` in `files`), asked of the
+    backend on a folder of them alone."""
+    found = companions(backend, scripts)
+    if not found:
+        return False
+    with tempfile.TemporaryDirectory(prefix="iac-runner-companions-") as tmp:
+        for path in found:
+            shutil.copyfile(path, Path(tmp) / path.name)
+        return not backend.needs_state(Path(tmp))

@@ -19,6 +19,8 @@ from pydantic import model_validator as _model_validator
 
 API_VERSION = "entity.humanitec.io/v1b1"
 CONTAINER_DRIVER = "humanitec/container"
+#: The driver whose outputs are its inputs: the `config` resources other definitions read.
+ECHO_DRIVER = "humanitec/echo"
 DRIVER_INPUTS = ("entity", "driver_inputs")
 PLACEHOLDER = re.compile(r"\$\{([^{}]+)\}")
 _ESCAPED = "$\\{"  # how a definition writes a literal "${" that the orchestrator must leave alone
@@ -141,6 +143,8 @@ class ContainerInputs(_Strict):
 
 
 class Criterion(_Strict):
+    """One matching criterion: the parts of a resource's context it sets must all be equal for it to match."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     app_id: str | None = None
@@ -148,6 +152,19 @@ class Criterion(_Strict):
     env_type: str | None = None
     res_id: str | None = None
     klass: str | None = Field(default=None, alias="class")
+
+    def mismatch(self, wanted: Mapping[str, str]) -> str | None:
+        """Why the criterion does not match a context given by field name (`class` for the class), or None."""
+        for name, info in type(self).model_fields.items():
+            value, key = getattr(self, name), info.alias or name
+            if value is not None and value != wanted.get(key):
+                return f"{key} {value!r}, not {wanted.get(key)!r}"
+        return None
+
+    def specificity(self) -> tuple[bool, ...]:
+        """For choosing among matches, the most specific first: the orchestrator ranks res_id over env_id over
+        app_id over env_type; a criterion that names the class beats one that matches any."""
+        return tuple(getattr(self, name) is not None for name in ("res_id", "env_id", "app_id", "env_type", "klass"))
 
 
 class Metadata(BaseModel):
@@ -187,8 +204,11 @@ def has_placeholder(text: str) -> bool:
     return bool(PLACEHOLDER.search(text))
 
 
-def resolve(text: str, values: Mapping[str, str]) -> tuple[str, list[str]]:
-    """`text` with the placeholders `values` knows replaced and escapes undone, and the expressions left over."""
+def resolve(text: str, values: Mapping[str, str], *, unescape: bool = True) -> tuple[str, list[str]]:
+    """`text` with the placeholders `values` knows replaced and escapes undone, and the expressions left over.
+
+    `unescape=False` keeps the escapes: for a value that is resolved once more where it is used (another
+    resource's output read into this definition)."""
     missing: list[str] = []
 
     def replace(match: re.Match[str]) -> str:
@@ -198,7 +218,8 @@ def resolve(text: str, values: Mapping[str, str]) -> tuple[str, list[str]]:
         missing.append(expression)
         return match.group(0)
 
-    return PLACEHOLDER.sub(replace, text).replace(_ESCAPED, "${"), missing
+    replaced = PLACEHOLDER.sub(replace, text)
+    return (replaced.replace(_ESCAPED, "${") if unescape else replaced), missing
 
 
 def context_values(definition: Definition, overrides: Mapping[str, str]) -> dict[str, str]:
@@ -218,6 +239,11 @@ def context_values(definition: Definition, overrides: Mapping[str, str]) -> dict
     }
     values.update(overrides)
     if "context.res.guresid" not in overrides:
-        parts = [values[f"context.{k}"] for k in ("org.id", "app.id", "env.id", "res.type", "res.class", "res.id")]
-        values["context.res.guresid"] = hashlib.sha1("/".join(parts).encode(), usedforsecurity=False).hexdigest()
+        values["context.res.guresid"] = guresid(values)
     return values
+
+
+def guresid(values: Mapping[str, str]) -> str:
+    """A resource's unique id in a context: a digest of its org, app, env, type, class and id."""
+    parts = [values[f"context.{k}"] for k in ("org.id", "app.id", "env.id", "res.type", "res.class", "res.id")]
+    return hashlib.sha1("/".join(parts).encode(), usedforsecurity=False).hexdigest()

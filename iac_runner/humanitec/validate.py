@@ -18,6 +18,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -499,6 +500,9 @@ def _check_stack(doc: Document, inputs: ContainerInputs, folder: Path, scripts: 
             backend = backends.detect(folder)
         except ConfigError as exc:
             return [doc.problem(where.stack_path, f"{shown}: {exc.summary}", exc.fix)]
+    placed = layout.place_companions(backend, scripts, folder)
+    if placed:
+        log.info(f"{doc.file}: {', '.join(placed)} from `files` join the stack in {shown}, as in the job")
     problems = []
     if backend.needs_state(folder) and not variables.get("IAC_RUNNER_STATE_URL"):
         problems.append(
@@ -570,17 +574,33 @@ def _check_inputs(
             problems.append(doc.problem(loc, *problem))
     job_env = {*inputs.variables, *inputs.secret_refs.job.variables}
     provided = set(plain) | set(secret) | backend.provided_inputs(folder, job_env)
+    own_files = [n for n in inputs.values.files if any(fnmatch(PurePosixPath(n).name, p) for p in backend.companions)]
+    # Without an inputs file, the stack's own files in `files` are where its inputs are given.
+    missing_at = (*VALUES, "files", own_files[0]) if own_files and plain_loc == VARIABLES else plain_loc
     for name, decl in sorted(declared.items()):
         if decl.required and name not in provided:
-            loc = plain_loc if not decl.secret else SECRET_VARIABLES
+            loc = missing_at if not decl.secret else SECRET_VARIABLES
             problems.append(
                 doc.problem(
                     loc,
                     f"the {backend.name} stack requires input {name!r}, which the definition does not give",
-                    f"Add it to the inputs file{' as a secret: ' + SECRET_PREFIX + name if decl.secret else ''}.",
+                    _missing_input_fix(inputs, backend, name, decl.secret),
                 )
             )
     return problems
+
+
+def _missing_input_fix(inputs: ContainerInputs, backend: Backend, name: str, secret: bool) -> str:
+    if secret:
+        return f"Add secret_refs.job.variables.{SECRET_PREFIX}{name} (from your secret store)."
+    inputs_file = inputs.variables.get("RESOURCE_INPUTS_FILE")
+    own = " or in the stack's own variables file, written beside it by `files`" if backend.companions else ""
+    if inputs_file:
+        return f"Add it to the inputs file {inputs_file}{own}."
+    return (
+        "Give it a value: an inputs file (job.variables.RESOURCE_INPUTS_FILE and a `files` entry of that name "
+        f"holding a JSON object){own}."
+    )
 
 
 def _plain_inputs(doc: Document, inputs: ContainerInputs) -> tuple[dict[str, Any] | None, Loc, dict[str, int]]:

@@ -186,6 +186,13 @@ CASES = [
         "must be an object or a single ${...} placeholder",
     ),
     Case(
+        "criteria-object",
+        "  criteria:\n    - class: opentofu\n",
+        "  criteria: {}\n",
+        "criteria: {}",
+        "entity.criteria has the wrong type: it must be a list (got a mapping)",
+    ),
+    Case(
         "pulumi-without-passphrase",
         "IAC_RUNNER_BACKEND: opentofu",
         "IAC_RUNNER_BACKEND: pulumi",
@@ -263,3 +270,112 @@ def test_templates_pass_offline_and_nothing_to_check_is_an_error(tmp_path: Path)
     assert "4 definition(s) in 4 file(s) checked: no problems" in result.stdout
     empty = run_cli(["definition", "validate", str(tmp_path)], base_env())
     assert empty.returncode == 2 and "0 definition(s)" in empty.stdout
+
+
+# -- the stack's own files in `files`, in every layout ------------------------------------------------------------
+
+TFVARS = '{"bucket": "${context.app.id}-${context.env.id}", "versioning": true}'
+BACKEND_TF = """\
+terraform {
+  backend "s3" {
+    bucket = "acme-tofu-state"
+    key    = "${context.res.guresid}/terraform.tfstate"
+    region = "eu-west-1"
+  }
+}
+"""
+INLINE_TF = """\
+variable "bucket" {
+  type = string
+}
+
+variable "versioning" {
+  type    = bool
+  default = false
+}
+
+resource "terraform_data" "bucket" {
+  input = var.bucket
+}
+"""
+API_TOKEN = """\
+    secret_refs:
+      job:
+        variables:
+          IAC_RUNNER_SECRET_apiToken:
+            store: platform-secrets
+            ref: s3-bucket/api-token
+"""
+
+
+def indent(text: str, spaces: int) -> str:
+    return "".join(" " * spaces + line if line.strip() else line for line in text.splitlines(keepends=True))
+
+
+def own_files_definition(name: str, variables: dict[str, str], source: str, files: dict[str, str], secrets: str) -> str:
+    """A definition that gives its stack's inputs and state through the stack's own files (tfvars, backend.tf)
+    in `files`: no inputs file, no IAC_RUNNER_STATE_URL."""
+    lines = "".join(f"          {k}: {v}\n" for k, v in {"IAC_RUNNER_BACKEND": "opentofu", **variables}.items())
+    entries = "".join(f"        {path}: |\n{indent(text.rstrip() + chr(10), 10)}" for path, text in files.items())
+    return f"""\
+apiVersion: entity.humanitec.io/v1b1
+kind: Definition
+metadata:
+  id: {name}
+entity:
+  name: {name}
+  type: s3
+  driver_type: humanitec/container
+  driver_inputs:
+    values:
+      job:
+        image: ghcr.io/acme/iac-driver-runner:0.1.0
+        command: ["iac-runner", "container"]
+        shared_directory: /home/runner/workspace
+        variables:
+{lines}      cluster: ${{resources['config.iac-runner'].outputs.cluster}}
+{source}      files:
+{entries}{secrets}  criteria:
+    - class: {name}
+"""
+
+
+STACK = "stacks/s3-bucket/opentofu"
+DRIVER_SOURCE = f"      source:\n        url: {URL}\n        ref: refs/heads/main\n"
+OWN_FILES = {"terraform.tfvars.json": TFVARS, "backend.tf": BACKEND_TF}
+LAYOUTS = {
+    # The driver checks the whole repository out; the runner takes the stack's subfolder.
+    "driver-checkout": ({"IAC_RUNNER_SOURCE_PATH": STACK}, DRIVER_SOURCE, OWN_FILES, API_TOKEN),
+    # The driver checks out only the stack's folder: it is the shared directory.
+    "driver-checkout-path": ({}, DRIVER_SOURCE + f"        path: {STACK}\n", OWN_FILES, API_TOKEN),
+    # The runner checks the stack out itself.
+    "runner-checkout": (
+        {"IAC_RUNNER_SOURCE_URL": URL, "IAC_RUNNER_SOURCE_REF": "main", "IAC_RUNNER_SOURCE_PATH": STACK},
+        "",
+        OWN_FILES,
+        API_TOKEN,
+    ),
+    # No checkout: the stack itself is in `files`, in a subfolder.
+    "no-checkout": ({"IAC_RUNNER_SOURCE_PATH": "stack"}, "", {**OWN_FILES, "stack/main.tf": INLINE_TF}, ""),
+}
+
+
+def test_the_stack_own_files_give_inputs_and_state_in_every_layout(tmp_path: Path, stacks_repo: Path) -> None:
+    """tfvars and backend.tf written at the shared directory's root join the stack wherever it is, as in the
+    runner's job: they give the required inputs and the state. One without `bucket` in its tfvars is told so at
+    its `files`, with a fix that names them."""
+    for name, (variables, source, files, secrets) in LAYOUTS.items():
+        (tmp_path / f"{name}.yaml").write_text(own_files_definition(name, variables, source, files, secrets))
+    lacking = {**OWN_FILES, "terraform.tfvars.json": '{"versioning": true}'}
+    text = own_files_definition("no-bucket", *LAYOUTS["driver-checkout"][:2], lacking, API_TOKEN)
+    (tmp_path / "no-bucket.yaml").write_text(text)
+    url_map = f"{URL}={stacks_repo.as_uri()}"
+    result = run_cli(["definition", "validate", str(tmp_path), "--url-map", url_map], base_env())
+    assert result.returncode == 2
+    problems = [line for line in result.stdout.splitlines() if re.match(r"\S+\.yaml:\d+: ", line)]
+    assert len(problems) == 1, result.stdout
+    at = line_of(text, "terraform.tfvars.json:")
+    assert f"no-bucket.yaml:{at}: the opentofu stack requires input 'bucket'" in problems[0]
+    assert "or in the stack's own variables file, written beside it by `files`" in result.stdout
+    assert "Add it to the inputs file" not in result.stdout
+    assert "5 definition(s) in 5 file(s) checked: 1 problem(s)" in result.stdout

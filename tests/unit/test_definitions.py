@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,8 @@ import yaml
 
 from iac_runner import backends
 from iac_runner.common.errors import ConfigError
-from iac_runner.humanitec import emulate
+from iac_runner.common.secrets import REGISTRY
+from iac_runner.humanitec import emulate, references
 from iac_runner.humanitec.document import load_file
 from iac_runner.humanitec.model import (
     ContainerInputs,
@@ -240,7 +242,7 @@ def test_the_three_s3_bucket_stacks_declare_the_same_inputs() -> None:
 def test_local_job_command_is_this_runner_and_paths_move_into_the_emulated_directory(tmp_path: Path) -> None:
     job = Job(image="i", shared_directory="/home/runner/workspace", command=["iac-runner", "container"])
     argv = emulate._local_argv(job, tmp_path)
-    assert argv[1:] == ["-m", "iac_runner", "container"]
+    assert argv[1:] == ["-P", "-m", "iac_runner", "container"], "this runner, not a copy in the shared directory"
     script = Job(image="i", shared_directory="/work/", command=["/bin/sh", "/work/run.sh", "/workspace"])
     assert emulate._local_argv(script, tmp_path) == ["/bin/sh", f"{tmp_path}/run.sh", "/workspace"]
 
@@ -264,3 +266,191 @@ def test_default_endpoint_follows_the_aws_credentials(monkeypatch: pytest.Monkey
     assert emulate._endpoint("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
     with pytest.raises(ConfigError, match="--endpoint must be"):
         emulate._endpoint("localstack")
+
+
+# -- resource references (the orchestrator's config pattern) ----------------------------------------------------
+
+
+def echo(ident: str, criteria: str, values: str, kind: str = "config", driver: str = "humanitec/echo") -> str:
+    return f"""\
+apiVersion: entity.humanitec.io/v1b1
+kind: Definition
+metadata:
+  id: {ident}
+entity:
+  name: {ident}
+  type: {kind}
+  driver_type: {driver}
+  driver_inputs:
+{values}  criteria: {criteria}
+---
+"""
+
+
+RUNNER_VALUES = """\
+    values:
+      job:
+        image: ghcr.io/acme/runner:${context.env.type}
+        shared_directory: /w
+        variables:
+          OWN_ID: ${context.res.id}
+          STATE: ${resources['config.state'].outputs.url}
+          LITERAL: $\\{ERROR_FILE}
+      ports: [80, 443]
+    secret_refs:
+      token:
+        value: s3cr3t-from-config
+      stored:
+        store: vault
+        ref: a/b
+"""
+
+
+def resolver(tmp_path: Path, text: str, **context: str) -> references.Resolver:
+    path = tmp_path / "configs.yaml"
+    path.write_text(text)
+    definition, _ = container((TEMPLATES / "humanitec" / "opentofu.yaml").read_text())
+    values = context_values(definition, {f"context.{k.replace('_', '.')}": v for k, v in context.items()})
+    return references.Resolver(references.candidates([path], strict=True), values, "in the test")
+
+
+def test_references_parse_as_the_orchestrator_writes_them() -> None:
+    ref = references.parse("resources['config.runner#shared.x'].outputs.cluster.cluster['name']", "own")
+    assert (ref.type, ref.klass, ref.res_id, ref.path) == (
+        "config",
+        "runner",
+        "shared.x",
+        ("cluster", "cluster", "name"),
+    )
+    ref = references.parse('resources["config"].outputs.ports[1]', "modules.w.externals.db")
+    assert (ref.klass, ref.res_id, ref.path) == ("default", "modules.w.externals.db", ("ports", 1))
+    ref = references.parse("resources.dns#api.outputs.host", "own")
+    assert (ref.type, ref.klass, ref.res_id, ref.path) == ("dns", "default", "api", ("host",))
+    with pytest.raises(references.Unresolvable, match="is not a reference"):
+        references.parse("externals.db.outputs.host", "own")
+    assert references.references_in({"a": ["x ${resources.y.outputs.z} ${context.app.id}"]}) == {
+        "resources.y.outputs.z"
+    }
+
+
+def test_the_most_specific_matching_criterion_wins(tmp_path: Path) -> None:
+    found = resolver(
+        tmp_path,
+        echo("any-class", "[{}]", "    values: {job: any}\n")
+        + echo("runner", "[{class: runner}]", "    values: {job: runner}\n")
+        + echo("runner-dev", "[{class: runner, env_type: development}]", "    values: {job: runner-dev}\n")
+        + echo("runner-app", "[{class: runner, app_id: demo-app}, {env_id: nope}]", "    values: {job: app}\n")
+        + echo("other-res", "[{class: runner, res_id: other}]", "    values: {job: other}\n")
+        + echo("no-criteria", "[]", "    values: {job: never}\n"),
+    )
+    # app_id ranks above env_type, which ranks above class alone, which ranks above matching any class.
+    assert found.output("resources['config.runner'].outputs.job").value == "app"
+    assert found.output("resources['config.default'].outputs.job").value == "any"
+    assert found.output("resources['config.runner#other'].outputs.job").value == "other"
+    with pytest.raises(references.Unresolvable) as caught:
+        found.output("resources['dns.runner'].outputs.host")
+    assert "no 'dns' definition in the test matches" in caught.value.reason
+
+
+def test_no_match_and_ties_say_why(tmp_path: Path) -> None:
+    found = resolver(
+        tmp_path,
+        echo("cfg-a", "[{class: runner, env_type: staging}]", "    values: {job: a}\n")
+        + echo("cfg-b", "[]", "    values: {job: b}\n"),
+        app_id="shop",
+    )
+    with pytest.raises(references.Unresolvable) as caught:
+        found.output("resources['config.runner'].outputs.job")
+    reason = caught.value.reason
+    assert "app_id 'shop'" in reason and "cfg-a (" in reason and "env_type 'staging', not 'development'" in reason
+    assert "cfg-b (" in reason and "no criteria, so the orchestrator never chooses it" in reason
+    assert "--config FILE" in caught.value.fix
+    tie = resolver(
+        tmp_path,
+        echo("one", "[{class: runner}]", "    values: {job: 1}\n")
+        + echo("two", "[{class: runner}]", "    values: {}\n"),
+    )
+    with pytest.raises(references.Unresolvable, match="matches 2 definitions equally well"):
+        tie.output("resources['config.runner'].outputs.job")
+
+
+def test_outputs_are_read_in_the_referenced_resource_context(tmp_path: Path) -> None:
+    found = resolver(
+        tmp_path,
+        echo("runner", "[{class: runner}]", RUNNER_VALUES)
+        + echo("state", "[{class: state}]", "    values: {url: 's3://state/${context.res.class}'}\n")
+        + echo("tf", "[{class: tf}]", "    values: {}\n", driver="humanitec/terraform"),
+    )
+    job = found.output("resources['config.runner'].outputs.job")
+    assert job.value["image"] == "ghcr.io/acme/runner:development", "context.env.* is the deployment's"
+    assert job.value["variables"]["OWN_ID"] == "shared.s3-bucket-opentofu", "an omitted #id is the referrer's id"
+    assert job.value["variables"]["STATE"] == "s3://state/state", "placeholders resolve in the config's own context"
+    assert job.value["variables"]["LITERAL"] == "$\\{ERROR_FILE}", "escapes stay for where the value is used"
+    assert (job.secret, job.loc) == (False, ("entity", "driver_inputs", "values", "job"))
+    assert found.output("resources['config.runner'].outputs.ports[1]").value == 443
+    values, reasons = found.strings("${resources['config.runner'].outputs.token} ${resources['config.tf'].outputs.x}")
+    assert values == {"resources['config.runner'].outputs.token": "s3cr3t-from-config"}
+    assert REGISTRY.redact("s3cr3t-from-config") != "s3cr3t-from-config", "a secret output is a secret"
+    why = reasons["resources['config.tf'].outputs.x"]
+    assert "of driver humanitec/terraform: its outputs exist only once the orchestrator has run it" in why.reason
+    for expression, reason in [
+        ("resources['config.runner'].outputs.stored", "a secret read from a secret store"),
+        ("resources['config.runner'].outputs.nope", "has no output 'nope' (its outputs: job, ports, stored, token)"),
+        ("resources['config.runner'].outputs.job.nope", "output 'job' of runner"),
+    ]:
+        with pytest.raises(references.Unresolvable) as caught:
+            found.output(expression)
+        assert reason in caught.value.reason
+
+
+def test_a_loop_of_references_is_named(tmp_path: Path) -> None:
+    # One definition serves two resources (#one reads #two: no loop); #two reading itself is one.
+    values = (
+        "    values:\n      a: ${resources['config.loop#two'].outputs.b}\n"
+        "      b: ${resources['config.loop#two'].outputs.a}\n"
+    )
+    found = resolver(tmp_path, echo("loop", "[{class: loop}]", values))
+    two = "resources['config.loop#two']"
+    loop = f"resources['config.loop#one'] -> {two} -> {two}"
+    with pytest.raises(references.Unresolvable, match=re.escape(f"the references form a loop: {loop}")):
+        found.output("resources['config.loop#one'].outputs.a")
+    _, reasons = found.strings("${resources['config.loop#two'].outputs.b}")
+    assert "the references form a loop" in reasons["resources['config.loop#two'].outputs.b"].reason
+
+
+def test_definitions_given_with_config_must_hold(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(echo("bad", "{}", "    values: {}\n"))
+    with pytest.raises(ConfigError, match="has 1 problem") as caught:
+        references.candidates([path], strict=True)
+    assert "broken.yaml:11: entity.criteria has the wrong type: it must be a list" in caught.value.details
+    assert references.candidates([path], strict=False) == []
+    with pytest.raises(ConfigError, match="is not a file"):
+        references.candidates([tmp_path / "missing.yaml"], strict=True)
+
+
+# -- when the runner is given a state URL -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "variables", "files", "needed"),
+    [
+        (["/bin/sh", "run.sh"], {"IAC_RUNNER_BACKEND": "opentofu"}, {}, False),
+        (["iac-runner", "container"], {"IAC_RUNNER_BACKEND": "cloudformation"}, {}, False),
+        (["iac-runner", "container"], {"IAC_RUNNER_BACKEND": "opentofu", "IAC_RUNNER_SOURCE_PATH": "s"}, {}, True),
+        (None, {"IAC_RUNNER_SOURCE_PATH": "s"}, {"backend.tf": 'terraform {\n  backend "s3" {}\n}\n'}, False),
+        (None, {"IAC_RUNNER_SOURCE_PATH": "s"}, {"terraform.tfvars.json": "{}"}, True),
+        (None, {"IAC_RUNNER_SOURCE_URL": "https://git.example.com/x.git"}, {}, True),
+        (None, {"IAC_RUNNER_SOURCE_PATH": "nowhere"}, {}, True),
+    ],
+    ids=["not-the-runner", "keeps-its-own", "needs-it", "backend-in-files", "tfvars-only", "own-checkout", "no-stack"],
+)
+def test_the_runner_gets_a_state_url_only_when_it_needs_one(
+    command: list[str] | None, variables: dict[str, str], files: dict[str, str], needed: bool, tmp_path: Path
+) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "main.tf").write_text('resource "terraform_data" "x" {}\n')
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    job = Job(image="i", shared_directory="/w", command=command, variables=variables)
+    assert emulate._needs_state(job, variables, tmp_path) is needed
