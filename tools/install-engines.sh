@@ -351,6 +351,8 @@ use_own() {
 
 # What the user can do instead when a build fails (part of every hint); set by build_go_engine.
 BUILD_ALT=""
+# Appended to every -ldflags of the build (build_go_engine --old-linknames).
+BUILD_LDFLAGS=""
 
 # download LABEL MODULE@VERSION: the module's source, once per run (DOWNLOADED[MODULE@VERSION])
 declare -A DOWNLOADED=()
@@ -386,7 +388,7 @@ go_compile() {
     step_done
 
     step "$label: compile $pkg (go build -p $GO_PARALLEL)" "see the log (a compiler error usually means a Go toolchain that is too old or too new for $modver). Or $BUILD_ALT."
-    go_build_in "$w" "$out" "$pkg" "$ldflags"
+    go_build_in "$w" "$out" "$pkg" "$ldflags$BUILD_LDFLAGS"
     cp "$w/go.mod" "$(dirname -- "$out")/$record.go.mod"
     [[ ! -f $w/go.sum ]] || cp "$w/go.sum" "$(dirname -- "$out")/$record.go.sum"
     step_done
@@ -408,8 +410,10 @@ go_compile() {
 #   --prepare FUNCTION  FUNCTION OUT_DIR runs before the compile (more binaries, copied files)
 #   --verify FUNCTION   FUNCTION OUT_DIR fails unless the built files are what was asked for
 #   --alt TEXT          what the user can do instead, for the advice on failure
+#   --old-linknames 1   link as Go <= 1.22 did: Go >= 1.23 refuses old dependencies'
+#                       //go:linkname into the runtime (-checklinkname=0)
 build_go_engine() {
-    local key="" stamp="" label="" modver="" pkg="" output="" ldflags="" prepare="" verify="" alt=""
+    local key="" stamp="" label="" modver="" pkg="" output="" ldflags="" prepare="" verify="" alt="" linknames=0
     local requires=() files=()
     while (($#)); do
         case $1 in
@@ -425,6 +429,7 @@ build_go_engine() {
             --prepare) prepare=$2 ;;
             --verify) verify=$2 ;;
             --alt) alt=$2 ;;
+            --old-linknames) linknames=$2 ;;
             *) die "build_go_engine: unknown option $1" ;;
         esac
         shift 2
@@ -447,6 +452,9 @@ build_go_engine() {
             exit 0
         fi
         require_go "$label" "1.22" "$alt"
+        if [[ $linknames == 1 ]] && version_ge "$(go_env GOVERSION | sed 's/^go//')" 1.23; then
+            BUILD_LDFLAGS=" -checklinkname=0"
+        fi
         out=$BUILD_TMP/out
         mkdir -p "$out"
         # The sources first: a version the proxy refuses fails in seconds, not after minutes of compiling.
@@ -643,15 +651,11 @@ langhost_starts() {
 # pulumi_ldflags VERSION: -s -w plus the version stamp, set the way upstream's
 # release builds set it: the CLI of pulumi <= 3.8x prints pkg/v3/version.Version,
 # later ones sdk/v3/go/common/version.Version (the linker ignores -X for a
-# variable that does not exist, so both are set). Go >= 1.23 refuses old
-# dependencies' //go:linkname into the runtime (pulumi 3.79 needs
-# github.com/pgavlin/text, which links internal/bytealg); -checklinkname=0
-# accepts them as Go <= 1.22 did.
+# variable that does not exist, so both are set). Pulumi builds also link with
+# --old-linknames: pulumi 3.79 needs github.com/pgavlin/text, which links
+# internal/bytealg.
 pulumi_ldflags() {
-    local v=$1 flags="-s -w"
-    version_ge "$(go_env GOVERSION | sed 's/^go//')" 1.23 && flags+=" -checklinkname=0"
-    printf '%s -X %s/version.Version=v%s -X %s/go/common/version.Version=v%s' \
-        "$flags" "$PULUMI_PKG" "$v" "$PULUMI_SDK" "$v"
+    printf -- '-s -w -X %s/version.Version=v%s -X %s/go/common/version.Version=v%s' "$PULUMI_PKG" "$1" "$PULUMI_SDK" "$1"
 }
 
 # pulumi_companions OUT_DIR: what goes beside the CLI, copied or built before the CLI is
@@ -704,7 +708,7 @@ install_pulumi() {
         --stamp "$PULUMI_PKG@v$ver language-python@v$lver +exec" \
         --module "$PULUMI_PKG@v$ver" --package "$PULUMI_PKG/cmd/pulumi" --require "$PULUMI_SDK@v$ver" \
         --output pulumi --ldflags "$(pulumi_ldflags "$ver")" "${options[@]}" \
-        --prepare pulumi_companions --verify pulumi_verify \
+        --prepare pulumi_companions --verify pulumi_verify --old-linknames 1 \
         --alt "put a pulumi >= $PULUMI_MIN_VERSION CLI (with its language hosts) on PATH, e.g. from https://www.pulumi.com/docs/install/ where release downloads work"
     for f in pulumi "${files[@]}"; do link "$dest/$f" "$BIN_DIR/$f"; done
     [[ $lver != none ]] || rm -f -- "$BIN_DIR/pulumi-language-python" "$BIN_DIR/pulumi-language-python-exec"
