@@ -25,7 +25,7 @@ RUN --mount=type=cache,target=/root/.cache --mount=type=cache,target=/go/pkg/mod
 FROM python:3.11-slim-bookworm AS runner
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY runner/ runner/
+COPY iac_runner/ iac_runner/
 COPY backends/ backends/
 COPY image/install-runner.sh image/
 RUN --mount=type=cache,target=/root/.cache/pip \

@@ -2,7 +2,7 @@
 # Install iac-driver-runner (with its extras) into a fresh virtualenv.
 #
 # Usage: image/install-runner.sh SOURCE_DIR VENV_DIR [EXTRAS]
-#   SOURCE_DIR  the project (pyproject.toml, README.md, runner/, backends/); it is not written to
+#   SOURCE_DIR  the project (pyproject.toml, README.md, iac_runner/, backends/); it is not written to
 #   VENV_DIR    the virtualenv to create (the Dockerfile: /opt/iac-runner/venv); must not exist yet
 #   EXTRAS      comma-separated extras of the project (default: pulumi, the Automation API pinned to
 #               the Pulumi CLI of tools/versions.env)
@@ -30,7 +30,7 @@ fail() { printf '[image-runner] FAILED: %s\n' "$*" >&2; exit 1; }
 # Build from a private copy: pip builds in the source tree (build/, *.egg-info), which must stay clean.
 stage=$(mktemp -d)
 trap 'rm -rf -- "$stage"' EXIT
-cp -R -- "$src/pyproject.toml" "$src/README.md" "$src/runner" "$src/backends" "$stage/"
+cp -R -- "$src/pyproject.toml" "$src/README.md" "$src/iac_runner" "$src/backends" "$stage/"
 find "$stage" \( -name __pycache__ -o -name '*.egg-info' \) -prune -exec rm -rf -- {} +
 
 log "virtualenv $venv ($("$python" --version 2>&1))"
