@@ -127,8 +127,6 @@ class Session:
     """One run's workspace and stack; the Automation API's engine processes run through the process seam."""
 
     def __init__(self, ctx: StackContext, project: Project | None = None, create: bool = True) -> None:
-        from iac_runner.backends.pulumi.command import SeamCommand
-
         self.ctx = ctx
         self.project = project or Project.load(ctx.folder)
         self.create = create
@@ -137,6 +135,9 @@ class Session:
         self.engine = engine.probe_or_fail(self.cli)
         self.engine.check(self.project.options, where=f"{self.project.path}: runtime.options")
         log.info(self.engine.describe())
+        # Only now: the probe has checked that the SDK has what the command needs.
+        from iac_runner.backends.pulumi.command import SeamCommand
+
         self.command: SeamCommand = SeamCommand(self.cli, self.engine.cli_version, ctx.deadline)
         self.env = self._environment()
         self.scene = Scene(self.project.name, self.name, ctx.folder, ctx.state_url, self.env["PULUMI_HOME"])
