@@ -224,13 +224,12 @@ write_wrapper() {
     } >"$dir/go.mod"
 }
 
-# go_build_in DIR OUT PKG LDFLAGS: resolve PKG's dependencies in the wrapper module and build it
-go_resolve_in() { # go_resolve_in DIR PKG@VERSION...
+go_resolve_in() { # go_resolve_in DIR PKG@VERSION...: resolve the dependencies in the wrapper module
     local dir=$1
     shift
     (cd "$dir" && GOWORK=off run_logged "$GO_BIN" get "$@")
 }
-go_build_in() {
+go_build_in() { # go_build_in DIR OUT PKG LDFLAGS
     local dir=$1 out=$2 pkg=$3 ldflags=$4
     (cd "$dir" && GOWORK=off CGO_ENABLED=0 run_logged "$GO_BIN" build -p "$GO_PARALLEL" -trimpath \
         -ldflags "$ldflags" -o "$out" "$pkg")
@@ -275,6 +274,20 @@ begin_build() {
     log "build log: $LOG_FILE"
 }
 
+# finish_build STAMP: record provenance next to the binaries (the wrappers' go.mod/go.sum are
+# already there, see go_compile)
+finish_build() {
+    local stamp=$1 f
+    {
+        printf 'built: %s\nby: tools/install-engines.sh\ngo: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(go_env GOVERSION)"
+        for f in "$BUILD_TMP"/out/*; do
+            [[ -x $f && -f $f && ! -L $f ]] || continue
+            "$GO_BIN" version -m "$f" 2>/dev/null | head -n 3 || true
+        done
+    } >"$BUILD_TMP/out/build-info.txt"
+    printf '%s' "$stamp" >"$BUILD_TMP/out/.stamp"
+}
+
 # commit_build SRC DEST: move the finished build into place (rename = atomic)
 commit_build() {
     local src=$1 dest=$2
@@ -317,6 +330,148 @@ find_on_path() {
 SUMMARY_FILE=""
 summary() { printf '%s\n' "$*" >>"$SUMMARY_FILE"; }
 
+# use_own NAME MIN_VERSION VERSION_OF PRODUCT: a NAME on PATH (not ours) reporting a version
+# >= MIN_VERSION (VERSION_OF BINARY prints it) is used as is, unless IAC_RUNNER_FORCE_BUILD=1
+use_own() {
+    local name=$1 min=$2 version_of=$3 product=$4 own have
+    [[ $FORCE_BUILD != 1 ]] || return 1
+    own=$(find_on_path "$name") || return 1
+    have=$("$version_of" "$own")
+    if [[ -n $have ]] && version_ge "$have" "$min"; then
+        log "$name: using $own (${product}v$have) as is; not building (IAC_RUNNER_FORCE_BUILD=1 builds anyway)"
+        summary "$(printf '%-10s' "$name") $own  (${product}v$have, from PATH)"
+        return 0
+    fi
+    log "$name: ignoring $own (version '${have:-unknown}' < $min)"
+    return 1
+}
+
+# --------------------------------------------------------------------------
+# building a Go module into the cache
+
+# What the user can do instead when a build fails (part of every hint); set by build_go_engine.
+BUILD_ALT=""
+# Appended to every -ldflags of the build (build_go_engine --old-linknames).
+BUILD_LDFLAGS=""
+
+# download LABEL MODULE@VERSION: the module's source, once per run (DOWNLOADED[MODULE@VERSION])
+declare -A DOWNLOADED=()
+download() {
+    local label=$1 modver=$2
+    [[ -z ${DOWNLOADED[$modver]:-} ]] || return 0
+    step "$label: download $modver" "check that the Go module proxy ($(go_env GOPROXY)) serves $modver (go list -m -versions ${modver%@*}), or $BUILD_ALT."
+    DOWNLOADED[$modver]=$(go_module_dir "${modver%@*}" "${modver#*@}")
+    step_done
+}
+
+# go_compile LABEL MODULE@VERSION PACKAGE OUT LDFLAGS RECORD [MODULE@VERSION...]
+# Downloads MODULE, writes a wrapper module that requires it (and the other MODULE@VERSIONs, at
+# exactly those versions) with upstream's replace/godebug/exclude directives, resolves PACKAGE's
+# dependencies there and compiles it to OUT. The wrapper's go.mod and go.sum are kept beside OUT
+# as RECORD.go.mod and RECORD.go.sum.
+go_compile() {
+    local label=$1 modver=$2 pkg=$3 out=$4 ldflags=$5 record=$6
+    shift 6
+    local mod=${modver%@*} ver=${modver#*@} src gover w name
+    name=$(basename -- "$out")
+    name=${name%%_v[0-9]*}
+    download "$label" "$modver"
+    src=${DOWNLOADED[$modver]}
+    gover=$(go_directive "$src/go.mod")
+    require_go "$name $ver" "$gover" "$BUILD_ALT"
+
+    step "$label: resolve dependencies of $pkg in a wrapper module" "see the log; a dependency may be missing from the Go module proxy. Or $BUILD_ALT."
+    w=$BUILD_TMP/wrapper-$name
+    upstream_directives "$src/go.mod" >"$BUILD_TMP/directives-$name"
+    write_wrapper "$w" "$name" "$gover" "$BUILD_TMP/directives-$name" "$modver" "$@"
+    go_resolve_in "$w" "$pkg@$ver" "$@"
+    step_done
+
+    step "$label: compile $pkg (go build -p $GO_PARALLEL)" "see the log (a compiler error usually means a Go toolchain that is too old or too new for $modver). Or $BUILD_ALT."
+    go_build_in "$w" "$out" "$pkg" "$ldflags$BUILD_LDFLAGS"
+    cp "$w/go.mod" "$(dirname -- "$out")/$record.go.mod"
+    [[ ! -f $w/go.sum ]] || cp "$w/go.sum" "$(dirname -- "$out")/$record.go.sum"
+    step_done
+}
+
+# build_go_engine OPTION VALUE ...: the one way an engine gets into the cache. Unless the cached
+# build $CACHE_ROOT/KEY is current (its .stamp says STAMP and it holds every file), it takes the
+# build lock, compiles MODULE's PACKAGE into a temp folder (go_compile), runs the PREPARE and
+# VERIFY functions on that folder, records the provenance and renames the folder into place.
+#   --key NAME-VERSION  cache folder, lock and log name
+#   --stamp TEXT        identity of the build; existing caches are valid while it stays the same
+#   --label TEXT        prefix of the progress lines
+#   --module MOD@VER    the upstream module
+#   --package PKG       the package to compile (default: the module itself)
+#   --require MOD@VER   another module the wrapper requires at that version (repeatable)
+#   --output FILE       the binary's name in the cache folder
+#   --ldflags FLAGS     go build -ldflags
+#   --file FILE         another file the build puts beside it (repeatable)
+#   --prepare FUNCTION  FUNCTION OUT_DIR runs before the compile (more binaries, copied files)
+#   --verify FUNCTION   FUNCTION OUT_DIR fails unless the built files are what was asked for
+#   --alt TEXT          what the user can do instead, for the advice on failure
+#   --old-linknames 1   link as Go <= 1.22 did: Go >= 1.23 refuses old dependencies'
+#                       //go:linkname into the runtime (-checklinkname=0)
+build_go_engine() {
+    local key="" stamp="" label="" modver="" pkg="" output="" ldflags="" prepare="" verify="" alt="" linknames=0
+    local requires=() files=()
+    while (($#)); do
+        case $1 in
+            --key) key=$2 ;;
+            --stamp) stamp=$2 ;;
+            --label) label=$2 ;;
+            --module) modver=$2 ;;
+            --package) pkg=$2 ;;
+            --require) requires+=("$2") ;;
+            --output) output=$2 ;;
+            --ldflags) ldflags=$2 ;;
+            --file) files+=("$2") ;;
+            --prepare) prepare=$2 ;;
+            --verify) verify=$2 ;;
+            --alt) alt=$2 ;;
+            --old-linknames) linknames=$2 ;;
+            *) die "build_go_engine: unknown option $1" ;;
+        esac
+        shift 2
+    done
+    local dest=$CACHE_ROOT/$key
+    files=("$output" "${files[@]}")
+    if [[ $REBUILD != 1 ]] && cache_ok "$dest" "$stamp" "${files[@]}"; then
+        log "$label: cached build $dest"
+        return 0
+    fi
+    BUILD_ALT=$alt
+    # In a subshell: the lock, the temp folder and its cleanup belong to this one build.
+    (
+        local t0 out f
+        t0=$(now)
+        log "$label: building $modver${pkg:+ ($pkg)} (cold: up to several minutes)"
+        begin_build "$key"
+        if [[ $REBUILD != 1 ]] && cache_ok "$dest" "$stamp" "${files[@]}"; then
+            log "$label: built meanwhile by another run"
+            exit 0
+        fi
+        require_go "$label" "1.22" "$alt"
+        if [[ $linknames == 1 ]] && version_ge "$(go_env GOVERSION | sed 's/^go//')" 1.23; then
+            BUILD_LDFLAGS=" -checklinkname=0"
+        fi
+        out=$BUILD_TMP/out
+        mkdir -p "$out"
+        # The sources first: a version the proxy refuses fails in seconds, not after minutes of compiling.
+        download "$label" "$modver"
+        [[ -z $prepare ]] || "$prepare" "$out"
+        go_compile "$label" "$modver" "${pkg:-${modver%@*}}" "$out/$output" "$ldflags" build "${requires[@]}"
+
+        step "$label: verify" "the build is not what was asked for ($modver); see the log."
+        for f in "${files[@]}"; do [[ -x $out/$f ]] || die "$label: the build did not produce $f."; done
+        [[ -z $verify ]] || "$verify" "$out"
+        finish_build "$stamp"
+        commit_build "$out" "$dest"
+        step_done
+        log "$label: built in $(since "$t0")"
+    )
+}
+
 # --------------------------------------------------------------------------
 # tofu
 
@@ -326,89 +481,26 @@ tofu_version_of() { # prints e.g. 1.12.6 (no "v") or nothing
         sed -n 's/^OpenTofu v\([0-9][^ ]*\).*/\1/p' | head -n 1 || true
 }
 
+tofu_verify() { # tofu_verify OUT_DIR
+    local got
+    got=$(tofu_version_of "$1/tofu")
+    printf 'tofu version -> %s\n' "$got" >>"$LOG_FILE"
+    [[ $got == "$OPENTOFU_VERSION" ]]
+}
+
 install_tofu() {
-    local ver=$OPENTOFU_VERSION name="tofu-$OPENTOFU_VERSION"
-    local dest=$CACHE_ROOT/$name mod=github.com/opentofu/opentofu
-    local stamp="$mod@v$ver cmd/tofu -X version.dev=no"
+    local ver=$OPENTOFU_VERSION mod=github.com/opentofu/opentofu
     [[ -n $ver ]] || die "OPENTOFU_VERSION is empty in tools/versions.env."
-
-    if [[ $FORCE_BUILD != 1 ]]; then
-        local own have
-        if own=$(find_on_path tofu); then
-            have=$(tofu_version_of "$own")
-            if [[ -n $have ]] && version_ge "$have" "$OPENTOFU_MIN_VERSION"; then
-                log "tofu: using $own (OpenTofu v$have) as is; not building (IAC_RUNNER_FORCE_BUILD=1 builds anyway)"
-                summary "tofu       $own  (OpenTofu v$have, from PATH)"
-                return 0
-            fi
-            log "tofu: ignoring $own (version '${have:-unknown}' < $OPENTOFU_MIN_VERSION)"
-        fi
-    fi
-
-    if [[ $REBUILD != 1 ]] && cache_ok "$dest" "$stamp" tofu; then
-        log "tofu: cached build $dest"
-    else
-        build_tofu "$ver" "$dest" "$stamp" "$mod"
-    fi
+    use_own tofu "$OPENTOFU_MIN_VERSION" tofu_version_of "OpenTofu " && return 0
+    build_go_engine --key "tofu-$ver" --label tofu \
+        --stamp "$mod@v$ver cmd/tofu -X version.dev=no" \
+        --module "$mod@v$ver" --package "$mod/cmd/tofu" --output tofu \
+        --ldflags "-s -w -X github.com/opentofu/opentofu/version.dev=no" \
+        --verify tofu_verify \
+        --alt "put an OpenTofu >= $OPENTOFU_MIN_VERSION 'tofu' on PATH"
+    local dest=$CACHE_ROOT/tofu-$ver
     link "$dest/tofu" "$BIN_DIR/tofu"
     summary "tofu       $BIN_DIR/tofu -> $dest/tofu  (OpenTofu v$(tofu_version_of "$BIN_DIR/tofu"))"
-}
-
-build_tofu() {
-    local ver=$1 dest=$2 stamp=$3 mod=$4 t0 src gover
-    local alt="put an OpenTofu >= $OPENTOFU_MIN_VERSION 'tofu' on PATH"
-    t0=$(now)
-    log "tofu: building OpenTofu v$ver from Go module $mod (cold: several minutes)"
-    begin_build "tofu-$ver"
-    if cache_ok "$dest" "$stamp" tofu && [[ $REBUILD != 1 ]]; then
-        log "tofu: built meanwhile by another run"
-        return 0
-    fi
-    require_go "OpenTofu" "1.22" "$alt"
-
-    step "tofu: download $mod@v$ver" "check that the Go module proxy ($(go_env GOPROXY)) is reachable and serves $mod@v$ver (go list -m -versions $mod), or $alt."
-    src=$(go_module_dir "$mod" "v$ver")
-    step_done
-
-    gover=$(go_directive "$src/go.mod")
-    require_go "OpenTofu v$ver" "$gover" "$alt"
-
-    step "tofu: resolve dependencies in wrapper module" "see the log; a dependency may be missing from the Go module proxy. Or $alt."
-    local w=$BUILD_TMP/wrapper
-    upstream_directives "$src/go.mod" >"$BUILD_TMP/directives"
-    write_wrapper "$w" tofu "$gover" "$BUILD_TMP/directives" "$mod@v$ver"
-    go_resolve_in "$w" "$mod/cmd/tofu@v$ver"
-    step_done
-
-    step "tofu: compile cmd/tofu (go build -p $GO_PARALLEL)" "see the log (a compiler error usually means a Go toolchain that is too old or too new for OpenTofu v$ver). Or $alt."
-    mkdir -p "$BUILD_TMP/out"
-    go_build_in "$w" "$BUILD_TMP/out/tofu" "$mod/cmd/tofu" "-s -w -X github.com/opentofu/opentofu/version.dev=no"
-    step_done
-
-    step "tofu: verify" "the built binary does not report v$ver; see the log."
-    local got
-    got=$(tofu_version_of "$BUILD_TMP/out/tofu")
-    printf 'tofu version -> %s\n' "$got" >>"$LOG_FILE"
-    [[ $got == "$ver" ]]
-    finish_build "$w" "$stamp"
-    commit_build "$BUILD_TMP/out" "$dest"
-    step_done
-    log "tofu: built in $(since "$t0")"
-}
-
-# finish_build WRAPPER STAMP: record provenance next to the binaries
-finish_build() {
-    local w=$1 stamp=$2 f
-    cp "$w/go.mod" "$BUILD_TMP/out/build.go.mod"
-    [[ -f $w/go.sum ]] && cp "$w/go.sum" "$BUILD_TMP/out/build.go.sum"
-    {
-        printf 'built: %s\nby: tools/install-engines.sh\ngo: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(go_env GOVERSION)"
-        for f in "$BUILD_TMP"/out/*; do
-            [[ -x $f && -f $f && ! -L $f ]] || continue
-            "$GO_BIN" version -m "$f" 2>/dev/null | head -n 3 || true
-        done
-    } >"$BUILD_TMP/out/build-info.txt"
-    printf '%s' "$stamp" >"$BUILD_TMP/out/.stamp"
 }
 
 # --------------------------------------------------------------------------
@@ -421,60 +513,23 @@ tf_platform() {
     printf '%s_%s\n' "$os" "$arch"
 }
 
-# build_provider TYPE VERSION MODULE MODULE_VERSION -> prints cached binary path
-install_provider_build() {
-    local type=$1 ver=$2 mod=$3 modver=$4
-    local name="terraform-provider-$type-$ver" exe="terraform-provider-${type}_v$ver"
-    local dest=$CACHE_ROOT/$name stamp="$mod@$modver"
-    if [[ $REBUILD != 1 ]] && cache_ok "$dest" "$stamp" "$exe"; then
-        log "providers: $type $ver: cached build $dest" >&2
-        printf '%s\n' "$dest/$exe"
-        return 0
-    fi
-    (build_provider "$type" "$ver" "$mod" "$modver" "$dest" "$stamp" "$exe") >&2
-    printf '%s\n' "$dest/$exe"
+provider_verify() { # provider_verify OUT_DIR
+    # A provider run by hand prints its "not meant to be executed directly" notice and exits 1.
+    local exe out
+    exe=$(find "$1" -maxdepth 1 -name 'terraform-provider-*' -type f | head -n 1)
+    out=$("$exe" 2>&1 </dev/null || true)
+    printf '%s -> %s\n' "${exe##*/}" "$out" >>"$LOG_FILE"
+    [[ $out == *plugin* ]]
 }
 
+# build_provider TYPE VERSION MODULE MODULE_VERSION: prints the cached binary's path
 build_provider() {
-    local type=$1 ver=$2 mod=$3 modver=$4 dest=$5 stamp=$6 exe=$7 t0 src gover
-    local alt="drop ${type^^}_PROVIDER_VERSION from tools/versions.env (stacks then need another provider source)"
-    t0=$(now)
-    log "providers: building hashicorp/$type $ver from Go module $mod@$modver"
-    begin_build "terraform-provider-$type-$ver"
-    if [[ $REBUILD != 1 ]] && cache_ok "$dest" "$stamp" "$exe"; then
-        log "providers: $type built meanwhile by another run"
-        return 0
-    fi
-    require_go "terraform-provider-$type" "1.22" "$alt"
-
-    step "providers: download $mod@$modver" "check that the Go module proxy ($(go_env GOPROXY)) serves $mod@$modver, or $alt."
-    src=$(go_module_dir "$mod" "$modver")
-    step_done
-    gover=$(go_directive "$src/go.mod")
-    require_go "terraform-provider-$type" "$gover" "$alt"
-
-    step "providers: resolve dependencies of $type" "see the log, or $alt."
-    local w=$BUILD_TMP/wrapper
-    upstream_directives "$src/go.mod" >"$BUILD_TMP/directives"
-    write_wrapper "$w" "terraform-provider-$type" "$gover" "$BUILD_TMP/directives" "$mod@$modver"
-    go_resolve_in "$w" "$mod@$modver"
-    step_done
-
-    step "providers: compile terraform-provider-$type" "see the log, or $alt."
-    mkdir -p "$BUILD_TMP/out"
-    go_build_in "$w" "$BUILD_TMP/out/$exe" "$mod" "-s -w"
-    step_done
-
-    step "providers: verify $type" "the built provider does not start as a plugin; see the log."
-    # A provider run by hand prints its "not meant to be executed directly" notice and exits 1.
-    local out
-    out=$("$BUILD_TMP/out/$exe" 2>&1 </dev/null || true)
-    printf '%s -> %s\n' "$exe" "$out" >>"$LOG_FILE"
-    [[ $out == *plugin* ]]
-    finish_build "$w" "$stamp"
-    commit_build "$BUILD_TMP/out" "$dest"
-    step_done
-    log "providers: $type built in $(since "$t0")"
+    local type=$1 ver=$2 mod=$3 modver=$4
+    local key="terraform-provider-$type-$ver" exe="terraform-provider-${type}_v$ver"
+    build_go_engine --key "$key" --label "providers: $type" --stamp "$mod@$modver" \
+        --module "$mod@$modver" --output "$exe" --ldflags "-s -w" --verify provider_verify \
+        --alt "drop ${type^^}_PROVIDER_VERSION from tools/versions.env (stacks then need another provider source)" >&2
+    printf '%s\n' "$CACHE_ROOT/$key/$exe"
 }
 
 install_providers() {
@@ -498,11 +553,11 @@ install_providers() {
 
     local bin
     if [[ -n ${RANDOM_PROVIDER_VERSION:-} ]]; then
-        bin=$(install_provider_build random "$RANDOM_PROVIDER_VERSION" "$RANDOM_PROVIDER_MODULE" "$RANDOM_PROVIDER_MODULE_VERSION")
+        bin=$(build_provider random "$RANDOM_PROVIDER_VERSION" "$RANDOM_PROVIDER_MODULE" "$RANDOM_PROVIDER_MODULE_VERSION")
         add_entry hashicorp random "$RANDOM_PROVIDER_VERSION" "$bin"
     fi
     if [[ -n ${NULL_PROVIDER_VERSION:-} ]]; then
-        bin=$(install_provider_build null "$NULL_PROVIDER_VERSION" "$NULL_PROVIDER_MODULE" "$NULL_PROVIDER_MODULE_VERSION")
+        bin=$(build_provider null "$NULL_PROVIDER_VERSION" "$NULL_PROVIDER_MODULE" "$NULL_PROVIDER_MODULE_VERSION")
         add_entry hashicorp null "$NULL_PROVIDER_VERSION" "$bin"
     fi
 
@@ -564,10 +619,16 @@ write_tfrc() { # write_tfrc NS/TYPE...
 # --------------------------------------------------------------------------
 # pulumi
 
+PULUMI_PKG=github.com/pulumi/pulumi/pkg/v3
+PULUMI_SDK=github.com/pulumi/pulumi/sdk/v3
+
 pulumi_version_of() { # prints e.g. 3.79.0 (no "v") or nothing
     PULUMI_SKIP_UPDATE_CHECK=1 timeout 30 "$1" version 2>/dev/null |
         sed -n 's/^v\([0-9][^ ]*\)$/\1/p' | head -n 1 || true
 }
+
+# The language host's version: PULUMI_LANGUAGE_PYTHON_VERSION, "none", or the CLI's version.
+pulumi_host_version() { printf '%s\n' "${PULUMI_LANGUAGE_PYTHON_VERSION:-$PULUMI_VERSION}"; }
 
 # langhost_starts BIN: the language host starts its gRPC server and prints the
 # port (as it does for the CLI). Given an engine address nobody listens on, it
@@ -587,175 +648,71 @@ langhost_starts() {
     grep -qE '^[0-9]+$' "$out"
 }
 
-install_pulumi() {
-    local ver=$PULUMI_VERSION lver=${PULUMI_LANGUAGE_PYTHON_VERSION:-$PULUMI_VERSION}
-    local dest=$CACHE_ROOT/pulumi-$ver
-    local stamp="github.com/pulumi/pulumi/pkg/v3@v$ver language-python@v$lver +exec"
-    local files=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python)
-    # PULUMI_LANGUAGE_PYTHON_VERSION=none: CLI + shim only (enough for inline programs)
-    [[ $lver == none ]] && files=(pulumi pulumi-resource-pulumi-python)
-    [[ -n $ver ]] || die "PULUMI_VERSION is empty in tools/versions.env."
-
-    if [[ $FORCE_BUILD != 1 ]]; then
-        local own have
-        if own=$(find_on_path pulumi); then
-            have=$(pulumi_version_of "$own")
-            if [[ -n $have ]] && version_ge "$have" "$PULUMI_MIN_VERSION"; then
-                log "pulumi: using $own (v$have) as is; not building (IAC_RUNNER_FORCE_BUILD=1 builds anyway)"
-                summary "pulumi     $own  (v$have, from PATH)"
-                return 0
-            fi
-            log "pulumi: ignoring $own (version '${have:-unknown}' < $PULUMI_MIN_VERSION)"
-        fi
-    fi
-
-    if [[ $REBUILD != 1 ]] && cache_ok "$dest" "$stamp" "${files[@]}"; then
-        log "pulumi: cached build $dest"
-    else
-        build_pulumi "$ver" "$lver" "$dest" "$stamp" "${files[@]}"
-    fi
-    local f
-    for f in "${files[@]}"; do link "$dest/$f" "$BIN_DIR/$f"; done
-    [[ $lver == none ]] && rm -f -- "$BIN_DIR/pulumi-language-python" "$BIN_DIR/pulumi-language-python-exec"
-    summary "pulumi     $BIN_DIR/pulumi -> $dest/pulumi  (v$(pulumi_version_of "$BIN_DIR/pulumi"); with ${files[*]:1})"
-}
-
 # pulumi_ldflags VERSION: -s -w plus the version stamp, set the way upstream's
 # release builds set it: the CLI of pulumi <= 3.8x prints pkg/v3/version.Version,
 # later ones sdk/v3/go/common/version.Version (the linker ignores -X for a
-# variable that does not exist, so both are set). Go >= 1.23 refuses old
-# dependencies' //go:linkname into the runtime (pulumi 3.79 needs
-# github.com/pgavlin/text, which links internal/bytealg); -checklinkname=0
-# accepts them as Go <= 1.22 did.
+# variable that does not exist, so both are set). Pulumi builds also link with
+# --old-linknames: pulumi 3.79 needs github.com/pgavlin/text, which links
+# internal/bytealg.
 pulumi_ldflags() {
-    local v=$1 flags="-s -w"
-    version_ge "$(go_env GOVERSION | sed 's/^go//')" 1.23 && flags+=" -checklinkname=0"
-    printf '%s -X github.com/pulumi/pulumi/pkg/v3/version.Version=v%s -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=v%s' \
-        "$flags" "$v" "$v"
+    printf -- '-s -w -X %s/version.Version=v%s -X %s/go/common/version.Version=v%s' "$PULUMI_PKG" "$1" "$PULUMI_SDK" "$1"
 }
 
-build_pulumi() {
-    local ver=$1 lver=$2 dest=$3 stamp=$4 t0 pkgsrc sdksrc gover
-    local lsdksrc langsrc langpkg langreqs=() # set by locate_pulumi_language_python
-    shift 4 # the remaining arguments: the files the build must produce
-    local pkg=github.com/pulumi/pulumi/pkg/v3 sdk=github.com/pulumi/pulumi/sdk/v3
-    local alt="put a pulumi >= $PULUMI_MIN_VERSION CLI (with its language hosts) on PATH, e.g. from https://www.pulumi.com/docs/install/ where release downloads work"
-    local proxy
-    t0=$(now)
-    log "pulumi: building pulumi v$ver from Go module $pkg (cold: several minutes)"
-    begin_build "pulumi-$ver"
-    if [[ $REBUILD != 1 ]] && cache_ok "$dest" "$stamp" "$@"; then
-        log "pulumi: built meanwhile by another run"
-        return 0
-    fi
-    require_go "pulumi" "1.22" "$alt"
-    proxy=$(go_env GOPROXY)
-    proxy=${proxy%%[,|]*}
-
-    step "pulumi: download $sdk@v$ver" "check that the Go module proxy ($proxy) serves $sdk@v$ver, or $alt."
-    sdksrc=$(go_module_dir "$sdk" "v$ver")
-    step_done
-    step "pulumi: download $pkg@v$ver" "the Go module proxy must serve $pkg@v$ver (check: curl -sI $proxy/$pkg/@v/v$ver.zip); use a PULUMI_VERSION or GOPROXY that does, or $alt."
-    pkgsrc=$(go_module_dir "$pkg" "v$ver")
-    step_done
-    gover=$(go_directive "$pkgsrc/go.mod")
-    require_go "pulumi v$ver" "$gover" "$alt"
-    # fetch the language host's source too before minutes of compiling the CLI
-    [[ $lver == none ]] || locate_pulumi_language_python "$lver" "$alt"
-
-    step "pulumi: resolve dependencies of cmd/pulumi" "see the log, or $alt."
-    local w=$BUILD_TMP/wrapper-pulumi
-    upstream_directives "$pkgsrc/go.mod" >"$BUILD_TMP/directives-pulumi"
-    write_wrapper "$w" pulumi "$gover" "$BUILD_TMP/directives-pulumi" "$pkg@v$ver" "$sdk@v$ver"
-    go_resolve_in "$w" "$pkg/cmd/pulumi@v$ver" "$sdk@v$ver"
-    step_done
-
-    step "pulumi: compile cmd/pulumi (go build -p $GO_PARALLEL)" "see the log, or $alt."
-    mkdir -p "$BUILD_TMP/out"
-    go_build_in "$w" "$BUILD_TMP/out/pulumi" "$pkg/cmd/pulumi" "$(pulumi_ldflags "$ver")"
-    step_done
-
+# pulumi_companions OUT_DIR: what goes beside the CLI, copied or built before the CLI is
+# compiled (a refused module fails in seconds, not after minutes of compiling it):
+#  - pulumi-language-python, the Python language host. Up to 3.79.0 it is a package of the
+#    sdk/v3 module; from 3.80.0 on a module of its own, which the proxy here refuses.
+#  - pulumi-language-python-exec, the script through which the host runs a program; the host
+#    looks for it next to its own (symlink-resolved) executable. Taken from the CLI's release:
+#    it is the half of the host that talks to the program's SDK, and it accepts older SDKs.
+#  - pulumi-resource-pulumi-python, the dynamic providers' plugin, from the CLI's release.
+pulumi_companions() {
+    local out=$1 ver=$PULUMI_VERSION lver
+    lver=$(pulumi_host_version)
+    download pulumi "$PULUMI_SDK@v$ver"
+    [[ $lver == none ]] || install -m 0755 "${DOWNLOADED[$PULUMI_SDK@v$ver]}/python/cmd/pulumi-language-python-exec" "$out/"
+    install -m 0755 "${DOWNLOADED[$PULUMI_SDK@v$ver]}/python/dist/pulumi-resource-pulumi-python" "$out/"
     if [[ $lver == none ]]; then
         log "pulumi: PULUMI_LANGUAGE_PYTHON_VERSION=none: not building pulumi-language-python (only inline programs will run)"
+    elif version_ge 3.79.0 "$lver"; then
+        go_compile "pulumi: language host" "$PULUMI_SDK@v$lver" "$PULUMI_SDK/python/cmd/pulumi-language-python" \
+            "$out/pulumi-language-python" "$(pulumi_ldflags "$lver")" build-language-python
     else
-        build_pulumi_language_python "$lver" "$alt"
+        local lang=github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
+        local BUILD_ALT="pin PULUMI_LANGUAGE_PYTHON_VERSION to 3.79.0, the newest release whose host is part of $PULUMI_SDK (from 3.80.0 on it is the module $lang); or $BUILD_ALT"
+        go_compile "pulumi: language host" "$lang@v$lver" "$lang" "$out/pulumi-language-python" \
+            "$(pulumi_ldflags "$lver")" build-language-python "$PULUMI_PKG@v$lver" "$PULUMI_SDK@v$lver"
     fi
 
-    step "pulumi: dynamic provider shim pulumi-resource-pulumi-python" ""
-    # upstream ships it as sdk/python/dist/pulumi-resource-pulumi-python (in the sdk/v3 module)
-    if [[ -f $sdksrc/python/dist/pulumi-resource-pulumi-python ]]; then
-        cp "$sdksrc/python/dist/pulumi-resource-pulumi-python" "$BUILD_TMP/out/"
-    else
-        # shellcheck disable=SC2016 # the shim expands these, not this script
-        printf '#!/bin/sh\nexec "${PULUMI_PYTHON_CMD:-python3}" -u -m pulumi.dynamic "$@"\n' \
-            >"$BUILD_TMP/out/pulumi-resource-pulumi-python"
-    fi
-    chmod 0755 "$BUILD_TMP/out/pulumi-resource-pulumi-python"
-    step_done
+}
 
-    step "pulumi: verify" "the built CLI does not report v$ver; see the log."
+pulumi_verify() { # pulumi_verify OUT_DIR
     local got
-    got=$(pulumi_version_of "$BUILD_TMP/out/pulumi")
+    got=$(pulumi_version_of "$1/pulumi")
     printf 'pulumi version -> %s\n' "$got" >>"$LOG_FILE"
-    [[ $got == "$ver" ]]
-    finish_build "$w" "$stamp"
-    commit_build "$BUILD_TMP/out" "$dest"
-    step_done
-    log "pulumi: built in $(since "$t0")"
+    [[ $got == "$PULUMI_VERSION" ]]
+    [[ ! -e $1/pulumi-language-python ]] || langhost_starts "$1/pulumi-language-python"
 }
 
-# locate_pulumi_language_python VERSION ALT: download the source of
-# pulumi-language-python and set lsdksrc, langsrc, langpkg and langreqs (locals
-# of build_pulumi). Up to pulumi 3.79.0 the language host is a package of the
-# sdk/v3 module (sdk/python/cmd/...); from 3.80.0 on it is a module of its own,
-# github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3.
-locate_pulumi_language_python() {
-    local lver=$1 alt=$2
-    local pkg=github.com/pulumi/pulumi/pkg/v3 sdk=github.com/pulumi/pulumi/sdk/v3
-    local lang=github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
-    step "pulumi: download $sdk@v$lver (language host)" "check that the Go module proxy serves $sdk@v$lver (set PULUMI_LANGUAGE_PYTHON_VERSION to a version it has), or $alt."
-    lsdksrc=$(go_module_dir "$sdk" "v$lver")
-    if [[ -f $lsdksrc/python/cmd/pulumi-language-python/main.go ]]; then
-        langsrc=$lsdksrc
-        langpkg=$sdk/python/cmd/pulumi-language-python
-        langreqs=("$sdk@v$lver")
-    else
-        HINT="the Go module proxy must serve $lang@v$lver (from pulumi 3.80.0 on the language host is a module of its own). Pin PULUMI_VERSION and PULUMI_LANGUAGE_PYTHON_VERSION to 3.79.0, the newest release whose host is part of $sdk; or $alt."
-        langsrc=$(go_module_dir "$lang" "v$lver")
-        langpkg=$lang
-        langreqs=("$lang@v$lver" "$pkg@v$lver" "$sdk@v$lver")
-    fi
-    step_done
-    log "pulumi: language host package $langpkg@v$lver"
-}
-
-# build_pulumi_language_python VERSION ALT: pulumi-language-python and its
-# pulumi-language-python-exec into $BUILD_TMP/out (after locate_pulumi_language_python)
-build_pulumi_language_python() {
-    local lver=$1 alt=$2 sdk=github.com/pulumi/pulumi/sdk/v3
-
-    step "pulumi: resolve + compile pulumi-language-python" "see the log, or $alt."
-    local lw=$BUILD_TMP/wrapper-lang gover
-    gover=$(go_directive "$langsrc/go.mod")
-    require_go "pulumi-language-python v$lver" "$gover" "$alt"
-    upstream_directives "$langsrc/go.mod" >"$BUILD_TMP/directives-lang"
-    write_wrapper "$lw" pulumi-language-python "$gover" "$BUILD_TMP/directives-lang" "${langreqs[@]}"
-    go_resolve_in "$lw" "$langpkg@v$lver" "${langreqs[@]:1}"
-    go_build_in "$lw" "$BUILD_TMP/out/pulumi-language-python" "$langpkg" "$(pulumi_ldflags "$lver")"
-    cp "$lw/go.mod" "$BUILD_TMP/out/build-language-python.go.mod"
-    [[ -f $lw/go.sum ]] && cp "$lw/go.sum" "$BUILD_TMP/out/build-language-python.go.sum"
-    step_done
-
-    # The host runs programs through this Python script, which it expects next
-    # to its own executable (upstream's release archives ship it there).
-    step "pulumi: language host executor pulumi-language-python-exec" "$sdk@v$lver has no python/cmd/pulumi-language-python-exec; set PULUMI_LANGUAGE_PYTHON_VERSION to another version, or $alt."
-    cp "$lsdksrc/python/cmd/pulumi-language-python-exec" "$BUILD_TMP/out/"
-    chmod 0755 "$BUILD_TMP/out/pulumi-language-python-exec"
-    step_done
-
-    step "pulumi: verify pulumi-language-python" "the built language host does not start its gRPC server; see the log."
-    langhost_starts "$BUILD_TMP/out/pulumi-language-python"
-    step_done
+install_pulumi() {
+    local ver=$PULUMI_VERSION lver dest=$CACHE_ROOT/pulumi-$PULUMI_VERSION f
+    lver=$(pulumi_host_version)
+    [[ -n $ver ]] || die "PULUMI_VERSION is empty in tools/versions.env."
+    use_own pulumi "$PULUMI_MIN_VERSION" pulumi_version_of "" && return 0
+    local files=()
+    [[ $lver == none ]] || files+=(pulumi-language-python pulumi-language-python-exec)
+    files+=(pulumi-resource-pulumi-python)
+    local options=()
+    for f in "${files[@]}"; do options+=(--file "$f"); done
+    build_go_engine --key "pulumi-$ver" --label pulumi \
+        --stamp "$PULUMI_PKG@v$ver language-python@v$lver +exec" \
+        --module "$PULUMI_PKG@v$ver" --package "$PULUMI_PKG/cmd/pulumi" --require "$PULUMI_SDK@v$ver" \
+        --output pulumi --ldflags "$(pulumi_ldflags "$ver")" "${options[@]}" \
+        --prepare pulumi_companions --verify pulumi_verify --old-linknames 1 \
+        --alt "put a pulumi >= $PULUMI_MIN_VERSION CLI (with its language hosts) on PATH, e.g. from https://www.pulumi.com/docs/install/ where release downloads work"
+    for f in pulumi "${files[@]}"; do link "$dest/$f" "$BIN_DIR/$f"; done
+    [[ $lver != none ]] || rm -f -- "$BIN_DIR/pulumi-language-python" "$BIN_DIR/pulumi-language-python-exec"
+    summary "pulumi     $BIN_DIR/pulumi -> $dest/pulumi  (v$(pulumi_version_of "$BIN_DIR/pulumi"); with ${files[*]})"
 }
 
 # --------------------------------------------------------------------------
@@ -800,13 +757,17 @@ main() {
         : >"$ERR_FLAG"
         # Each engine in a subshell, so one failing engine does not stop the
         # others. Not as an `if` condition: that would switch off set -e inside.
+        # The ERR trap is off out here while it runs: a failed subshell would
+        # fire it (with or without set -e) and end the whole run.
         set +e
+        trap - ERR
         (
             set -e
             trap 'on_error $? $LINENO' ERR
             "install_$engine"
         )
         rc=$?
+        trap 'on_error $? $LINENO' ERR
         set -e
         if ((rc != 0)); then
             failed+=("$engine")
@@ -818,7 +779,7 @@ main() {
     rm -f "$SUMMARY_FILE" "$ERR_FLAG"
     if ((${#failed[@]})); then
         printf '[engines] failed: %s\n' "${failed[*]}" >&2
-        return 1
+        exit 1 # not `return`: the ERR trap would report the failure a second time
     fi
     printf '[engines] add %s to PATH; for tofu/terraform: export TF_CLI_CONFIG_FILE=%s\n' "$BIN_DIR" "$TFRC"
 }

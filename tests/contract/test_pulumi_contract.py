@@ -4,10 +4,11 @@ language host and engine (dynamic providers; moto for AWS and S3 state)."""
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 
-from tests.helpers import SENTINEL, Container, s3_client, unique
+from tests.helpers import SENTINEL, STACKS, Container, s3_client, unique
 from tests.helpers.pulumi import (
     RP_INPUTS,
     SMALL_PY,
@@ -190,3 +191,71 @@ def test_virtualenv_option_with_requirements(container: Container, tmp_path: Pat
     assert "creating the project's virtualenv" not in second.log
     assert "no changes" in second.log
     assert second.json("values")["boto3"] == first.json("values")["boto3"]
+
+
+# -- a program as teams write one today ----------------------------------------------------------------------------
+
+CURRENT_SDK = STACKS / "current-sdk"
+
+
+def test_current_sdk_program_with_its_own_virtualenv(
+    container: Container, aws: dict[str, str], stacks_repo: Path, tmp_path: Path
+) -> None:
+    """stacks/current-sdk/pulumi from git: its own requirements.txt (`pulumi>=3.150`, boto3) and `toolchain: pip` +
+    `virtualenv: venv`, run whatever the pairing passes to the language host (the 3.79 host beside a newer CLI
+    never sees the option): program and dynamic provider run in the venv; structured config, a secret config,
+    outputs of each JSON type and a secret nested in a map; create, create, destroy, destroy."""
+    s3 = s3_client(aws)
+    name = unique("current")
+    state = isolate_pulumi(
+        container,
+        tmp_path,
+        **aws,
+        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
+        IAC_RUNNER_SOURCE_PATH="stacks/current-sdk/pulumi",
+        IAC_RUNNER_STACK_NAME=name,
+    )
+    inputs = json.loads((CURRENT_SDK / "inputs.json").read_text())
+    settings = inputs["settings"]
+    secrets = {"token": SENTINEL}
+
+    created = container.run("create", inputs, secrets=secrets)
+    created.assert_ok()
+    values = created.json("values")
+    assert values["arn"] == f"arn:aws:s3:::{settings['bucket']}"
+    assert values["replicas"] == [1, 2, 3] and values["tags"] == settings["tags"]
+    sdk = tuple(int(part) for part in values["sdk"].split(".")[:2])
+    assert sdk >= (3, 150), f"the program ran with its own SDK, not the runner's: {values['sdk']}"
+    venv_python = re.compile(r"/venv/bin/python3?$")
+    assert venv_python.search(values["python"]) and venv_python.search(values["providerPython"]), values
+    assert created.json("secrets") == {
+        "token": SENTINEL,
+        "connection": {
+            "host": f"{settings['bucket']}.s3.internal",
+            "auth": {"scheme": "bearer", "credentials": [SENTINEL]},
+            "ports": [443],
+        },
+    }
+    tags = s3.get_bucket_tagging(Bucket=settings["bucket"])["TagSet"]
+    assert {t["Key"]: t["Value"] for t in tags} == settings["tags"]
+    deployment = checkpoint(state, "current-sdk", name)
+    assert managed(deployment) == ["pulumi-python:dynamic:Resource.bucket"]
+    assert SENTINEL not in json.dumps(deployment), "secrets are encrypted in the state"
+
+    again = container.run("create", inputs, secrets=secrets)
+    again.assert_ok()
+    assert "reusing the cached virtualenv for requirements.txt" in again.log
+    assert "no changes" in again.log
+    # The same outputs; `python` names this run's checkout, a new temp folder every run.
+    assert {**again.json("values"), "python": ""} == {**values, "python": ""}
+    assert again.json("secrets") == created.json("secrets")
+
+    destroyed = container.run("destroy", inputs, secrets=secrets)
+    destroyed.assert_ok()
+    assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
+    assert settings["bucket"] not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+    gone = container.run("destroy", inputs, secrets=secrets)
+    gone.assert_ok()
+    assert "nothing to destroy" in gone.log
+    assert lock_files(state, "current-sdk", name) == []

@@ -25,8 +25,8 @@ try:
     import pulumi_aws  # noqa: F401 - the programs import it; fail here, with the fix, when it is missing
 except ImportError:
     pytest.fail(
-        "pulumi_aws is not installed: pip install 'pulumi-aws==6.55.0' (the newest release that accepts the pinned "
-        "pulumi 3.79.0 SDK; part of the dev extra)",
+        "pulumi_aws is not installed: pip install 'pulumi-aws==6.55.0' (the examples extra; the programs' "
+        "own requirements.txt pins it too)",
         pytrace=False,
     )
 
@@ -120,7 +120,11 @@ def run_program(
         set_mocks(recorder, project=project, stack="unit", preview=False)
         config = {f"{project}:{k}": text(v) for k, v in {**inputs, **secrets}.items()}
         set_all_config(config, [f"{project}:{k}" for k in secrets])
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(folder / "__main__.py"), run_name="__main__")))
+
+        def program() -> None:
+            runpy.run_path(str(folder / "__main__.py"), run_name="__main__")
+
+        _sync_await(run_pulumi_func(program))
         root = get_root_resource()
         assert root is not None
         exported = {}

@@ -8,15 +8,12 @@ words.
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
 from pathlib import Path
 
 from iac_runner.backends.base import (
     BackendDefaults,
     ChangeSummary,
     Declared,
-    EngineUnavailable,
     Output,
     StackContext,
     StackFile,
@@ -31,7 +28,6 @@ from iac_runner.backends.pulumi.project import (
     project_file,
 )
 from iac_runner.backends.pulumi.session import Gone, Session, stack_name
-from iac_runner.common import process
 from iac_runner.common.errors import ConfigError, EngineError
 from iac_runner.common.log import log
 
@@ -61,25 +57,7 @@ class PulumiBackend(BackendDefaults):
         return {engine.PASSPHRASE: "the passphrase that encrypts the stack's secrets"} if has_secret_inputs else {}
 
     def engine_version(self) -> str:
-        cli = engine.find_cli()
-        done = process.run(
-            [cli, "version"],
-            engine="pulumi",
-            deadline=process.Deadline(30),
-            env=engine.base_env(dict(os.environ), cli),
-            on_stdout=lambda line: None,
-            on_stderr=lambda line: None,
-        )
-        version = done.stdout.strip()
-        if done.returncode != 0 or not version:
-            raise EngineUnavailable(f"{cli} version failed: {done.stderr.strip()[:200]}")
-        try:
-            sdk = importlib.metadata.version("pulumi")
-        except importlib.metadata.PackageNotFoundError:
-            raise EngineUnavailable(
-                "the pulumi Python SDK is not installed (pip install 'iac-driver-runner[pulumi]')"
-            ) from None
-        return f"pulumi {version} ({cli}), Automation API {sdk}"
+        return engine.probe(engine.find_cli()).describe()
 
     # -- verbs -------------------------------------------------------------------------------------------
 

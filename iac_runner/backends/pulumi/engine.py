@@ -1,21 +1,28 @@
-"""How the Pulumi engine is driven: which CLI, its environment (language host, state backend, secrets provider),
-the program's virtualenv, and the Automation API's engine processes and event log under the runner's
-supervision (deadline, signals)."""
+"""How the Pulumi engine is driven: which CLI, language host and Automation API SDK (their versions, and the
+pairings known not to work), its environment (state backend, secrets provider), and the Python that runs the
+program.
+
+The tools step pairs the newest CLI the Go module proxy serves with the newest Python language host it serves,
+3.79.0 (tools/README.md). CLIs after 3.79 no longer start the host with the project's runtime options as flags:
+they send them over gRPC, which that host does not read. So the runner chooses the program's interpreter
+itself, the same way for every pairing: the project's virtualenv, activated in the engine's environment.
+"""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
-import json
+import importlib.metadata
 import os
+import re
+import selectors
 import shutil
+import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 from iac_runner.backends.base import EngineUnavailable
@@ -23,6 +30,9 @@ from iac_runner.common import aws, paths, process
 from iac_runner.common.errors import ConfigError
 from iac_runner.common.log import log
 from iac_runner.common.secrets import REGISTRY
+
+if TYPE_CHECKING:
+    from pulumi.automation import EngineEvent
 
 PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"  # noqa: S105 - the variable's name
 
@@ -49,7 +59,6 @@ def base_env(env: dict[str, str], cli: str) -> dict[str, str]:
     provider's plugin live beside it), no update checks."""
     env["PATH"] = f"{Path(cli).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PULUMI_SKIP_UPDATE_CHECK", "true")
-    env.setdefault("PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK", "true")
     return env
 
 
@@ -120,14 +129,14 @@ def state_note(env: Mapping[str, str]) -> str:
 Runner = Callable[[list[str], str], object]
 
 
-def virtualenv(folder: Path, venv: Path, run: Runner) -> None:
+def virtualenv(folder: Path, venv: Path, run: Runner) -> Path:
     """The project's virtualenv, made the way `pulumi install` would and reused while its requirements stay the
-    same: a cached venv per requirements file, linked where Pulumi.yaml expects it. `run(argv, doing)` runs a
-    command through the session's process seam."""
+    same: a cached venv per requirements file, linked where Pulumi.yaml expects it; returns where that is.
+    `run(argv, doing)` runs a command through the session's process seam."""
     requirements = folder / "requirements.txt"
     target = venv if venv.is_absolute() else folder / venv
     if (target / "bin" / "python").exists():
-        return
+        return target
     digest = hashlib.sha256(requirements.read_bytes() if requirements.is_file() else b"").hexdigest()[:16]
     venvs = paths.writable(paths.cache_home() / "venvs", "virtualenv cache")
     cached = venvs / f"{digest}-py{sys.version_info.major}{sys.version_info.minor}"
@@ -145,67 +154,160 @@ def virtualenv(folder: Path, venv: Path, run: Runner) -> None:
     if target.is_symlink() or target.exists():
         target.unlink() if target.is_symlink() else shutil.rmtree(target)
     target.symlink_to(cached, target_is_directory=True)
+    return target
 
 
-@contextlib.contextmanager
-def finite_event_watch() -> Iterator[None]:
-    """The Automation API (3.79) reads the engine's event log in a non-daemon thread that stops only at the
-    engine's cancel event. A command that fails before the engine starts (a locked stack, a wrong passphrase, a
-    missing state bucket) never writes one: the thread then polls forever and the runner never exits. This
-    watcher also stops once the command is over (the API's cleanup runs after the CLI exited), and reads
-    whole lines only (the CLI may be halfway through writing one)."""
-    from pulumi.automation import EngineEvent, _stack
+def activate(env: dict[str, str], venv: Path | None) -> None:
+    """The program's Python for the engine, whatever the CLI passes to the language host. With a virtualenv:
+    that virtualenv activated (its bin/ first on PATH), and `PULUMI_PYTHON_CMD` a bare `python`: a host started
+    without the option runs `python` from PATH, and a 3.79 host started with `-virtualenv` (by a 3.79 CLI) looks
+    the name up inside the virtualenv. Without one: the runner's own Python, which has the SDK."""
+    if venv is None:
+        env["PULUMI_PYTHON_CMD"] = sys.executable
+        return
+    env["VIRTUAL_ENV"] = str(venv)
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["PULUMI_PYTHON_CMD"] = "python"
+    env.pop("PYTHONHOME", None)
 
-    original_watch, original_cleanup = vars(_stack)["_watch_logs"], vars(_stack)["_cleanup"]
-    finished: dict[threading.Thread, threading.Event] = {}
 
-    def watch(filename: str, callback: Any) -> None:
-        done = finished.setdefault(threading.current_thread(), threading.Event())
-        pending = ""
-        with open(filename, encoding="utf-8") as events:
-            while True:
-                over = done.is_set()  # read before the file is read: then nothing more is coming
-                pending += events.readline()
-                if not pending.endswith("\n") and not (over and pending):
-                    if over:
-                        return
-                    time.sleep(0.1)
-                    continue
-                line, pending = pending, ""
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    event = EngineEvent.from_json(json.loads(line))
-                    try:
-                        callback(event)
-                    except Exception as exc:  # a progress callback must not kill the watcher
-                        log.debug(f"engine event not shown: {type(exc).__name__}: {exc}")
-                    if event.cancel_event:
-                        return
+def guarded(callback: Callable[[EngineEvent], None]) -> Callable[[EngineEvent], None]:
+    """An engine-event callback that never raises: the Automation API would print the failing event, resource
+    properties and all, as a Python warning."""
 
-    def cleanup(temp_dir: Any, thread: threading.Thread | None, on_exit_fn: Any = None) -> None:
-        if thread is not None:
-            finished.setdefault(thread, threading.Event()).set()
-        original_cleanup(temp_dir, thread, on_exit_fn)
-        if thread is not None:
-            finished.pop(thread, None)
+    def call(event: EngineEvent) -> None:
+        try:
+            callback(event)
+        except Exception as exc:
+            log.debug(f"engine event not shown: {type(exc).__name__}: {exc}")
 
-    setattr(_stack, "_watch_logs", watch)  # noqa: B010
-    setattr(_stack, "_cleanup", cleanup)  # noqa: B010
+    return call
+
+
+# -- versions --------------------------------------------------------------------------------------------------
+
+HOST = "pulumi-language-python"
+#: The oldest Automation API the backend drives: `PulumiCommand` for `LocalWorkspaceOptions(pulumi_command=...)`,
+#: and an event stream that ends with its command (older SDKs poll the event log forever when a command fails
+#: before the engine starts).
+SDK_MIN = (3, 206, 0)
+#: The last Python language host that reads runtime options from flags. A CLI of that age passes every option
+#: as a flag, and the host exits on one it does not know.
+LAST_FLAG_HOST = (3, 79, 0)
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    found = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    return (int(found[1]), int(found[2]), int(found[3])) if found else None
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The CLI, the Python language host it starts and the runner's Automation API SDK."""
+
+    cli: str
+    cli_version: str
+    #: None: no host is found, only inline programs would run.
+    host: str | None
+    host_version: str | None
+    sdk_version: str
+
+    def describe(self) -> str:
+        host = f"language host v{self.host_version} ({self.host})" if self.host else f"no {HOST} found"
+        return f"pulumi v{self.cli_version} ({self.cli}), {host}, Automation API {self.sdk_version}"
+
+    def check(self, options: Mapping[str, Any], where: str) -> None:
+        """A pairing known not to run this project is a configuration error (exit 2)."""
+        if self.host is None:
+            raise ConfigError(
+                f"pulumi v{self.cli_version} has no Python language host: {HOST} is neither beside it nor on PATH.",
+                where=where,
+                fix="Run `make tools` (it builds the host into .tools/bin), or install the Pulumi CLI with its "
+                "language hosts.",
+            )
+        old = parse_version(self.cli_version) or (0, 0, 0)
+        host = parse_version(self.host_version or "") or (0, 0, 0)
+        if "toolchain" in options and max(old, host) <= LAST_FLAG_HOST:
+            raise ConfigError(
+                f"pulumi v{self.cli_version} passes the runtime option 'toolchain' to its language host "
+                f"v{self.host_version} as a flag, which that host does not know (flag provided but not defined: "
+                "-toolchain).",
+                where=where,
+                fix="Use the CLI `make tools` builds (pulumi 3.276 runs this host with `toolchain: pip`), or drop "
+                "`toolchain: pip` from Pulumi.yaml: the runner makes the virtualenv with pip anyway.",
+            )
+
+
+def probe(cli: str) -> Engine:
+    """The engine at `cli`: its version, the language host it starts and that host's version, the SDK's. Raises
+    EngineUnavailable when one of them is missing or the SDK is older than the backend needs."""
+    cli_version, host, host_version = _cli_and_host(cli, os.environ.get("PATH", ""))
+    return Engine(cli, cli_version, host, host_version, sdk_version())
+
+
+def probe_or_fail(cli: str) -> Engine:
     try:
-        yield
-    finally:
-        setattr(_stack, "_watch_logs", original_watch)  # noqa: B010
-        setattr(_stack, "_cleanup", original_cleanup)  # noqa: B010
+        return probe(cli)
+    except EngineUnavailable as exc:
+        raise ConfigError(f"The Pulumi engine is not available: {exc}.", fix="See `iac-runner backends`.") from None
 
 
-@contextlib.contextmanager
-def tracked_engine_processes() -> Iterator[None]:
-    """Route the Automation API's engine processes through the runner's tracking (deadline, signals)."""
-    from pulumi.automation import _cmd
-
-    original = vars(_cmd)["subprocess"]
-    # Only this module's view of `subprocess` changes; the rest of the process keeps the real one.
-    setattr(_cmd, "subprocess", SimpleNamespace(**{**vars(original), "Popen": process.TrackedPopen}))  # noqa: B010
+def sdk_version() -> str:
     try:
-        yield
-    finally:
-        setattr(_cmd, "subprocess", original)  # noqa: B010
+        sdk = importlib.metadata.version("pulumi")
+    except importlib.metadata.PackageNotFoundError:
+        raise EngineUnavailable(
+            "the pulumi Python SDK is not installed (pip install 'iac-driver-runner[pulumi]')"
+        ) from None
+    if (parse_version(sdk) or (0, 0, 0)) < SDK_MIN:
+        floor = ".".join(map(str, SDK_MIN))
+        raise EngineUnavailable(
+            f"the runner's Automation API is pulumi {sdk}, older than {floor}, the oldest SDK the pulumi backend "
+            f"drives; install a current one into {sys.executable}: pip install 'pulumi>={floor},<4' (or "
+            "'iac-driver-runner[pulumi]')"
+        )
+    return sdk
+
+
+@functools.cache
+def _cli_and_host(cli: str, path: str) -> tuple[str, str | None, str | None]:
+    done = process.run(
+        [cli, "version"],
+        engine="pulumi",
+        deadline=process.Deadline(30),
+        env=base_env({**os.environ, "PATH": path}, cli),
+        on_stdout=lambda line: None,
+        on_stderr=lambda line: None,
+    )
+    version = done.stdout.strip().removeprefix("v")
+    if done.returncode != 0 or parse_version(version) is None:
+        raise EngineUnavailable(f"{cli} version failed: {done.stderr.strip()[:200]}")
+    # Where the CLI looks for a language host: beside itself (symlinks resolved), then on PATH.
+    host = shutil.which(HOST, path=os.pathsep.join([str(Path(cli).resolve().parent), str(Path(cli).parent), path]))
+    return version, host, _host_version(host) if host else None
+
+
+def _host_version(host: str) -> str:
+    """The host's answer to GetPluginInfo (it has no version flag)."""
+    import grpc
+    from google.protobuf import empty_pb2
+    from pulumi.runtime.proto import language_pb2_grpc
+
+    # It wants an engine address to health-check; nothing needs to listen there for the second this takes.
+    with process.TrackedPopen(
+        [host, "127.0.0.1:1"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as child:
+        try:
+            assert child.stdout is not None
+            with selectors.DefaultSelector() as selector:
+                selector.register(child.stdout, selectors.EVENT_READ)
+                port = child.stdout.readline().decode().strip() if selector.select(timeout=15) else ""
+            if not port.isdigit():
+                raise EngineUnavailable(f"{host} did not start its gRPC server")
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                info = language_pb2_grpc.LanguageRuntimeStub(channel).GetPluginInfo(empty_pb2.Empty(), timeout=15)
+            return str(info.version).removeprefix("v")
+        except grpc.RpcError as exc:
+            raise EngineUnavailable(f"{host} did not answer GetPluginInfo: {exc.code()}") from None
+        finally:
+            child.kill()

@@ -17,6 +17,9 @@ from iac_runner.common.errors import ConfigError, EngineError, RunnerError
 _MISSING_CONFIG = re.compile(r"Missing required configuration variable '([^']+)'")
 _TRACEBACK_FILE = re.compile(r'File "([^"]+)", line (\d+)')
 _GRPC_WRAPPER = re.compile(r"^Exception calling application: ")
+_EXCEPTION_TYPE = re.compile(r"^[\w.]+: ")
+# `pulumi cancel`'s lock: its file (a URL with a query from 3.2xx on) and who holds it.
+_LOCK = re.compile(r"(\S+?\.json)(?:\?\S*)?: created by (.+)")
 _MISSING_PLUGIN = re.compile(
     r"Could not automatically download and install (\w+) plugin 'pulumi-\w+-([\w.-]+)' at version (v[\w.+-]+)"
 )
@@ -57,7 +60,7 @@ def classify(text: str, scene: Scene, doing: str, resource_errors: Sequence[tupl
             fix="Set PULUMI_CONFIG_PASSPHRASE to the passphrase the stack was created with.",
         )
     if "currently locked" in lower or "conflict: another update is currently in progress" in lower:
-        lock = re.search(r"(\S+\.json): created by (.+)", text)
+        lock = _LOCK.search(text)
         return EngineError(
             "The stack is locked by another update.",
             where=f"{where}; lock {lock.group(1)} held by {lock.group(2)}" if lock else where,
@@ -75,7 +78,7 @@ def classify(text: str, scene: Scene, doing: str, resource_errors: Sequence[tupl
         )
     if is_missing_bucket(text):
         return missing_bucket(scene.state_url, tail(text))
-    if "program failed with an unhandled exception" in lower or "traceback" in lower:
+    if "program failed with an unhandled exception" in lower:
         return _program_error(text, where, scene.folder)
     plugin = _MISSING_PLUGIN.search(text)
     if plugin:
@@ -97,18 +100,34 @@ def classify(text: str, scene: Scene, doing: str, resource_errors: Sequence[tupl
             details=tail(text),
         )
     if resource_errors:
-        # A provider's failure: its own message, without the gRPC wrapper and the CLI's progress around it.
-        messages = [_GRPC_WRAPPER.sub("", message) for _, message in resource_errors]
-        first = messages[0].splitlines()[0] if messages[0].strip() else "no message"
-        return EngineError(
-            f"Resource {resource_errors[0][0]} failed while {doing}: {first[:160]}",
-            where=f"{where}; resource(s) {', '.join(dict.fromkeys(name for name, _ in resource_errors))}",
-            fix="Fix the cause the provider reports, then run again: create converges from where it stopped.",
-            details=tail("\n".join(messages)),
-        )
+        return _resource_error(resource_errors, where, doing)
+    if "traceback" in lower:
+        return _program_error(text, where, scene.folder)
     return EngineError(
         f"pulumi failed while {doing}.", where=where, fix="See the engine's message below.", details=tail(text)
     )
+
+
+def _resource_error(resource_errors: Sequence[tuple[str, str]], where: str, doing: str) -> EngineError:
+    """A provider's failure: its own message, without the gRPC wrapper, the traceback (current SDKs send the
+    dynamic provider's whole traceback) and the CLI's progress around it."""
+    messages = [_provider_message(message) for _, message in resource_errors]
+    first = messages[0].splitlines()[0] if messages[0].strip() else "no message"
+    return EngineError(
+        f"Resource {resource_errors[0][0]} failed while {doing}: {first[:160]}",
+        where=f"{where}; resource(s) {', '.join(dict.fromkeys(name for name, _ in resource_errors))}",
+        fix="Fix the cause the provider reports, then run again: create converges from where it stopped.",
+        details=tail("\n".join(messages)),
+    )
+
+
+def _provider_message(message: str) -> str:
+    if "Traceback (most recent call last):" in message:
+        exception, _ = _last_exception(message)
+        if exception:
+            # As SDKs before 3.1xx sent it: the exception's text without its type.
+            return _EXCEPTION_TYPE.sub("", exception)
+    return _GRPC_WRAPPER.sub("", message)
 
 
 def _program_error(text: str, where: str, folder: Path) -> EngineError:

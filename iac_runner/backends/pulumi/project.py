@@ -19,8 +19,9 @@ from iac_runner.common.errors import ConfigError
 from iac_runner.common.files import read_text
 
 PROJECT_FILES = ("Pulumi.yaml", "Pulumi.yml")
-#: Runtime options the runner knows what to do with.
-RUNTIME_OPTIONS = ("virtualenv",)
+#: Runtime options the runner knows what to do with: it makes the virtualenv itself, with pip (what
+#: `pulumi new python` writes today: `toolchain: pip` and `virtualenv: venv`).
+RUNTIME_OPTIONS = {"virtualenv": None, "toolchain": "pip"}
 _CONFIG_READ = re.compile(r"^(get|require)(_secret)?(_int|_bool|_float|_object)?$")
 _TYPES = {"_int": "integer", "_bool": "boolean", "_float": "number", "_object": "object"}
 
@@ -78,12 +79,18 @@ class Project:
                 where=f"{path}: runtime.options",
                 fix="Write e.g. `options: {virtualenv: venv}`.",
             )
-        unsupported = sorted(set(options) - set(RUNTIME_OPTIONS))
+        unsupported = sorted(
+            key
+            for key, value in options.items()
+            if key not in RUNTIME_OPTIONS or RUNTIME_OPTIONS[key] not in (None, value)
+        )
         if unsupported:
             raise ConfigError(
-                f"The runtime option {unsupported[0]!r} is not supported by the runner's Python language host.",
+                f"The runtime option {unsupported[0]!r} is not supported with {options[unsupported[0]]!r}: the runner "
+                "makes the program's virtualenv itself, with pip.",
                 where=f"{path}: runtime.options",
-                fix="Use `virtualenv: <dir>` (with a requirements.txt), or no options to run with the runner's Python.",
+                fix="Use `virtualenv: <dir>` (with a requirements.txt; `toolchain: pip` may stay), or no options "
+                "to run with the runner's Python.",
             )
         backend = data.get("backend")
         main = data.get("main")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +31,19 @@ from iac_runner.common.retry import Retry, transient_reason
 if TYPE_CHECKING:
     from pulumi.automation import EngineEvent, Stack
 
+    from iac_runner.backends.pulumi.command import SeamCommand
+
 SECRET_MASK = "[secret]"  # noqa: S105 - what `pulumi stack output` prints for a secret
 STACK_TYPE = "pulumi:pulumi:Stack"
 # Engine operations as plan actions; a replacement's own create/delete steps are part of its "replace".
 _OPS = {"create": "add", "update": "change", "delete": "remove", "replace": "replace"}
+# The stack itself and its provider instances: not resources of the program. (Current SDKs hand the whole stack
+# config to the dynamic providers' default provider, so a config change "updates" it.)
+_ENGINE_OWN = ("pulumi:pulumi:", "pulumi:providers:")
+_TRACEBACK_START = re.compile(
+    r"^(Traceback \(most recent call last\):|During handling of the above exception|The above exception was)"
+)
+_TRACEBACK_BODY = re.compile(r"^(\s|$)")
 _PENDING = re.compile(r"with \d+ pending operations from previous deployment")
 _PENDING_OP = re.compile(r"^\s*\* (\S+), interrupted while (\w+)", re.MULTILINE)
 
@@ -56,6 +64,8 @@ class Progress:
     #: The engine began changing a resource: doing the same again is not safe without a new preview.
     started: bool = False
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    #: Inside a Python traceback the program prints (see _program_line).
+    traceback: bool = False
 
     def __call__(self, event: EngineEvent) -> None:
         if event.diagnostic_event:
@@ -86,11 +96,11 @@ class Progress:
                 # What the program prints. "debug" diagnostics are the SDK's tracing, resource properties
                 # included (secrets not yet known to the registry among them): never shown.
                 for line in message.splitlines():
-                    log.engine_line("pulumi", line)
+                    self._program_line(line)
         elif event.resource_pre_event:
             meta = event.resource_pre_event.metadata
             action = _OPS.get(meta.op.value)
-            if action and not meta.type.startswith("pulumi:pulumi:"):
+            if action and not meta.type.startswith(_ENGINE_OWN):
                 name = resource_name(meta.urn)
                 if self.preview:
                     forced = tuple(meta.keys or ()) if action == "replace" else tuple(meta.diffs or ())
@@ -107,11 +117,24 @@ class Progress:
                 old = meta.old.outputs if meta.old else {}
                 new = meta.new.outputs if meta.new else {}
                 self.outputs_changed = self.outputs_changed or old != new
-            elif action and not self.preview and not meta.type.startswith("pulumi:pulumi:"):
+            elif action and not self.preview and not meta.type.startswith(_ENGINE_OWN):
                 log.resource(resource_name(meta.urn), "done", action, type=meta.type)
         elif event.res_op_failed_event:
             meta = event.res_op_failed_event.metadata
             log.resource(resource_name(meta.urn), "failed", type=meta.type)
+
+    def _program_line(self, line: str) -> None:
+        """A Python traceback the program prints (the engine sends it a line per event) goes to the debug log: a
+        program's failure is reported as its exception and line (errors.classify), and once an update has
+        failed, a current engine interrupts the program, whose KeyboardInterrupt is no failure of its own."""
+        if _TRACEBACK_START.match(line) or (self.traceback and _TRACEBACK_BODY.match(line)):
+            self.traceback = True
+            log.debug(line)
+        elif self.traceback:
+            self.traceback = False  # the exception's own line ends it
+            log.debug(line)
+        else:
+            log.engine_line("pulumi", line)
 
 
 def resource_name(urn: str) -> str:
@@ -131,7 +154,7 @@ class Previewed:
 
 
 class Session:
-    """One run's workspace and stack, with the engine's processes supervised."""
+    """One run's workspace and stack; the Automation API's engine processes run through the process seam."""
 
     def __init__(self, ctx: StackContext, project: Project | None = None, create: bool = True) -> None:
         self.ctx = ctx
@@ -139,28 +162,26 @@ class Session:
         self.create = create
         self.name = stack_name(ctx)
         self.cli = engine.find_cli_or_fail()
+        self.engine = engine.probe_or_fail(self.cli)
+        self.engine.check(self.project.options, where=f"{self.project.path}: runtime.options")
+        log.info(self.engine.describe())
+        # Only now: the probe has checked that the SDK has what the command needs.
+        from iac_runner.backends.pulumi.command import SeamCommand
+
+        self.command: SeamCommand = SeamCommand(self.cli, self.engine.cli_version, ctx.deadline)
         self.env = self._environment()
         self.scene = Scene(self.project.name, self.name, ctx.folder, ctx.state_url, self.env["PULUMI_HOME"])
         self.stack: Stack | None = None
-        self._patch: contextlib.ExitStack | None = None
 
     def __enter__(self) -> Session:
         engine.check_passphrase(self.env, bool(self.ctx.secret_inputs))
-        self._patch = contextlib.ExitStack()
-        self._patch.enter_context(engine.tracked_engine_processes())
-        self._patch.enter_context(engine.finite_event_watch())
-        try:
-            self.stack = self._stack()
-            if self.create:
-                self.configure()
-        except BaseException:
-            self._patch.close()
-            raise
+        self.stack = self._stack()
+        if self.create:
+            self.configure()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._patch is not None:
-            self._patch.close()
+        """Nothing to undo: every engine process has ended with its command."""
 
     # -- environment -------------------------------------------------------------------------------------
 
@@ -175,10 +196,12 @@ class Session:
         venv = self.project.options.get("virtualenv")
         if venv:
             # Called while the session's environment is being built: `env` is that environment.
-            engine.virtualenv(self.ctx.folder, Path(str(venv)), lambda argv, doing: self._run(argv, doing, env=env))
-        else:
-            # No virtualenv option: the program runs with the runner's own Python (which has the SDK).
-            env.setdefault("PULUMI_PYTHON_CMD", sys.executable)
+            made = engine.virtualenv(
+                self.ctx.folder, Path(str(venv)), lambda argv, doing: self._run(argv, doing, env=env)
+            )
+            engine.activate(env, made)
+        elif "PULUMI_PYTHON_CMD" not in env:
+            engine.activate(env, None)
         return env
 
     def _run(
@@ -209,6 +232,7 @@ class Session:
             env_vars=self.env,
             pulumi_home=self.env["PULUMI_HOME"],
             secrets_provider="passphrase",
+            pulumi_command=self.command,
         )
         with self._translated("selecting the stack"):
             if self.create:
@@ -274,7 +298,7 @@ class Session:
         log.step("pulumi refresh")
         progress = Progress()
         with self.ctx.events.phase("refresh"), self._translated("refreshing the state", progress):
-            self.stack.refresh(on_event=progress, on_output=log.debug)
+            self.stack.refresh(on_event=engine.guarded(progress), on_output=log.debug)
 
     def preview(self) -> Previewed:
         with self.ctx.events.phase("plan"):
@@ -285,7 +309,7 @@ class Session:
         log.step("pulumi preview")
         progress = Progress(preview=True)
         with self._translated("previewing", progress):
-            self.stack.preview(on_event=progress, on_output=log.debug)
+            self.stack.preview(on_event=engine.guarded(progress), on_output=log.debug)
         summary = ChangeSummary(tuple(progress.changes))
         self.ctx.events.changes(summary)
         log.info(f"plan: {summary}" + (", outputs change" if progress.outputs_changed and not summary.changes else ""))
@@ -301,7 +325,7 @@ class Session:
         log.step("pulumi up")
         progress = Progress()
         with self._translated("updating the stack", progress):
-            result = self.stack.up(on_event=progress, on_output=log.debug)
+            result = self.stack.up(on_event=engine.guarded(progress), on_output=log.debug)
         changes = {k: v for k, v in counts(result.summary.resource_changes).items() if k != "same"}
         log.info("no changes: the infrastructure matches the program" if not changes else f"changes: {changes}")
         if progress.pending:
@@ -313,7 +337,7 @@ class Session:
         log.step("pulumi destroy")
         progress = Progress()
         with self.ctx.events.phase("destroy"), self._translated("destroying the stack", progress):
-            result = self.stack.destroy(on_event=progress, on_output=log.debug)
+            result = self.stack.destroy(on_event=engine.guarded(progress), on_output=log.debug)
         deleted = counts(result.summary.resource_changes).get("delete", 0)
         log.info(f"destroyed {deleted} resource(s)" if deleted else "the stack holds no resources: nothing to destroy")
         if progress.pending:
@@ -348,9 +372,9 @@ class Session:
         """Automation API errors as the runner's: config, locks, passphrases and program failures by name."""
         from pulumi.automation.errors import CommandError
 
+        self.command.doing = doing
         try:
-            with process.supervised(self.ctx.deadline, doing):
-                yield
+            yield
         except CommandError as exc:
             text = "\n".join([*(progress.errors if progress else []), str(exc)])
             error = classify(text, self.scene, doing, progress.resource_errors if progress else ())
