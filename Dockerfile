@@ -8,9 +8,14 @@
 # Every install step is a script under image/; tests/integration/test_image.py runs the same scripts outside
 # Docker. Build tools (Go) exist only in the `engines` stage; the final stage has none.
 
+# The bases: the official images by default; where no registry answers, image/build.sh passes the ones
+# tools/base-images.sh makes from Debian's packages (same contents that matter, our own names).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG GOLANG_IMAGE=golang:1.26.8-bookworm
+
 # ---- engines: the project's own tools step, same pins as `make tools` (tools/versions.env).
 # Go >= 1.26.6 is what OpenTofu 1.12.6's go.mod asks for; GOTOOLCHAIN=local in this image, so the tag matters.
-FROM golang:1.26.8-bookworm AS engines
+FROM ${GOLANG_IMAGE} AS engines
 # The Go module proxy to build from (the image's default, proxy.golang.org, when not given).
 ARG GOPROXY
 WORKDIR /src
@@ -22,7 +27,7 @@ RUN --mount=type=cache,target=/root/.cache --mount=type=cache,target=/go/pkg/mod
     image/install-engines.sh /opt/iac-runner
 
 # ---- runner: the project with its `pulumi` extra (the Automation API, pinned to the CLI above) in a venv.
-FROM python:3.11-slim-bookworm AS runner
+FROM ${PYTHON_IMAGE} AS runner
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY runner/ runner/
@@ -32,7 +37,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     image/install-runner.sh /src /opt/iac-runner/venv pulumi
 
 # ---- the image: slim Python 3.11 (pulumi 3.79's grpcio pin has wheels up to 3.11), git, ssh, no build tools.
-FROM python:3.11-slim-bookworm
+FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="iac-driver-runner" \
       org.opencontainers.image.description="Runs OpenTofu, Pulumi and CloudFormation stacks as a Container Driver job" \
       org.opencontainers.image.licenses="Apache-2.0"
