@@ -60,14 +60,15 @@ install_locked() {
     grep -E '^[A-Za-z0-9]' "$lock" | LC_ALL=C sort -f >"$venv/$locked_marker"
 }
 
-# What the runner never uses at run time: the installers of its own venv (project virtualenvs get theirs from
-# the base Python's ensurepip), and the test suites that packages ship inside themselves (`tests` folders below a
-# package's top, with their bytecode: ~45 MB, most of it sympy's and networkx's, which cfn-lint brings).
+# What the runner never uses at run time: the build tools of its own venv (pip stays: Pulumi's Python language
+# host runs `python -m pip list` to find a program's plugins), and the test suites that packages ship inside
+# themselves (`tests` folders below a package's top, with their bytecode: ~45 MB, most of it sympy's and
+# networkx's, which cfn-lint brings).
 trim() {
     local venv=$1 before site
     before=$(du -sm -- "$venv" | cut -f 1)
     site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    "$venv/bin/python" -m pip uninstall --quiet --yes pip setuptools wheel 2>/dev/null || true
+    "$venv/bin/python" -m pip uninstall --quiet --yes setuptools wheel 2>/dev/null || true
     find "$site" -mindepth 2 -type d -name tests -prune -exec rm -rf -- {} +
     log "trimmed the venv: ${before} MB -> $(du -sm -- "$venv" | cut -f 1) MB"
 }
