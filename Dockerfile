@@ -47,7 +47,7 @@ COPY image/requirements.txt image/install-runner.sh image/with-build-cas.sh imag
 RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=build-cas \
     image/install-runner.sh --locked image/requirements.txt /opt/iac-runner/venv
 COPY pyproject.toml README.md ./
-COPY runner/ runner/
+COPY iac_runner/ iac_runner/
 COPY backends/ backends/
 RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=build-cas \
     image/install-runner.sh /src /opt/iac-runner/venv pulumi

@@ -28,8 +28,8 @@ demo: setup
 	$(BIN)/iac-runner demo
 
 lint: setup
-	$(BIN)/ruff check runner backends tests bench
-	$(BIN)/ruff format --check runner backends tests bench
+	$(BIN)/ruff check iac_runner backends tests bench
+	$(BIN)/ruff format --check iac_runner backends tests bench
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 

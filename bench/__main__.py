@@ -22,14 +22,14 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from runner.emulator import Emulator, running
+from iac_runner.local.cloud import Emulator, running
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
 TOOLS = ROOT / ".tools"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 HEAVY = ("boto3", "botocore", "pulumi", "cfnlint", "git", "pydantic", "rich")
-CLI = [sys.executable, "-m", "runner.cli"]
+CLI = [sys.executable, "-m", "iac_runner"]
 
 Rows = list[tuple[str, str]]
 
@@ -95,7 +95,7 @@ def side_by_side(rows: Rows, label: str, runner: float, bare: float) -> None:
 def bench_help(rows: Rows, env: Mapping[str, str]) -> None:
     help_time, _ = median_of(lambda: timed([*CLI, "--help"], env))
     code = (
-        "import sys\nfrom runner.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "import sys\nfrom iac_runner.cli.main import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         f"print('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], env=dict(env), capture_output=True, text=True, check=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from runner.emulator import Emulator, running
+from iac_runner.local.cloud import Emulator, running
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ROOT / "stacks"
@@ -72,7 +72,7 @@ def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 def run_cli(args: list[str], env: Mapping[str, str], cwd: Path | None = None, timeout: float = 300) -> Result:
     proc = subprocess.run(
-        [sys.executable, "-m", "runner.cli", *args],
+        [sys.executable, "-m", "iac_runner", *args],
         env=dict(env),
         cwd=cwd,
         capture_output=True,
@@ -175,7 +175,7 @@ class Container:
         merged.update(env or {})
         final = {k: v for k, v in merged.items() if v is not None}
         proc = subprocess.run(
-            [sys.executable, "-m", "runner.cli", "container"],
+            [sys.executable, "-m", "iac_runner", "container"],
             env=final,
             capture_output=True,
             text=True,

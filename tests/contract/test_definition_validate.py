@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from iac_runner.humanitec.render import TEMPLATES
 from tests.conftest import ROOT, base_env, run_cli
 
 URL = "https://git.example.invalid/platform/stacks.git"
@@ -189,7 +190,7 @@ CASES = [
         "IAC_RUNNER_BACKEND: opentofu",
         "IAC_RUNNER_BACKEND: pulumi",
         "      job:\n        variables:",
-        "no PULUMI_CONFIG_PASSPHRASE",
+        "needs PULUMI_CONFIG_PASSPHRASE",
     ),
 ]
 
@@ -257,7 +258,7 @@ def test_examples_gitops_pass(stacks_repo: Path) -> None:
 
 
 def test_templates_pass_offline_and_nothing_to_check_is_an_error(tmp_path: Path) -> None:
-    result = run_cli(["definition", "validate", str(ROOT / "templates" / "humanitec"), "--offline"], base_env())
+    result = run_cli(["definition", "validate", str(TEMPLATES / "humanitec"), "--offline"], base_env())
     assert result.returncode == 0, result.log
     assert "4 definition(s) in 4 file(s) checked: no problems" in result.stdout
     empty = run_cli(["definition", "validate", str(tmp_path)], base_env())

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SENTINEL, STACKS, Result, base_env, run_cli
+from iac_runner.humanitec.render import TEMPLATES
+from tests.conftest import SENTINEL, Result, base_env, run_cli
 
 S3_INPUTS = {"bucket": "contract-bucket", "environment": "development", "versioning": True}
 # What the contract tests expect of the s3-bucket stack, whichever backend runs it.
@@ -144,7 +145,7 @@ def test_docker_without_an_engine_is_a_clear_error(tmp_path: Path, env: dict[str
 
 
 def test_unresolvable_placeholder_and_broken_definition(tmp_path: Path, env: dict[str, str]) -> None:
-    definition = (STACKS.parent / "templates" / "humanitec" / "opentofu.yaml").read_text()
+    definition = (TEMPLATES / "humanitec" / "opentofu.yaml").read_text()
     path = tmp_path / "definition.yaml"
     path.write_text(definition.replace("${context.res.guresid}", "${resources['config.x'].outputs.name}"))
     result, _ = emulate(path, "create", env, "--endpoint", "http://127.0.0.1:1")

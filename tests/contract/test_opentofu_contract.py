@@ -224,7 +224,7 @@ def start(
         **(env or {}),
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner.cli", "container"],
+        [sys.executable, "-m", "iac_runner", "container"],
         env={k: v for k, v in merged.items() if v is not None},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

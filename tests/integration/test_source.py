@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from runner.errors import ConfigError, ExitCode, RunnerError, RunTimeout
-from runner.log import log
-from runner.process import Deadline
-from runner.settings import Settings
-from runner.source import DEFAULT_USERNAME, Source, checkout, safe_url, stack_folder
+from iac_runner.common.errors import ConfigError, ExitCode, RunnerError, RunTimeout
+from iac_runner.common.log import log
+from iac_runner.common.process import Deadline
+from iac_runner.job.settings import Settings
+from iac_runner.job.source import DEFAULT_USERNAME, Source, checkout, safe_url, stack_folder
 from tests.conftest import SENTINEL, Container, base_env, git, make_repo, run_cli
 from tests.gitserver import GitServer, process_args, serving
 
@@ -179,7 +179,9 @@ def logs() -> Iterator[Logs]:
 
 @contextlib.contextmanager
 def checked_out(settings: Settings, base_dir: Path | None = None, seconds: float = 120) -> Iterator[Source]:
-    with checkout(settings, base_dir or Path("/nonexistent"), Deadline(seconds)) as source:
+    with checkout(
+        settings.git_source(), base_dir or Path("/nonexistent"), settings.source_path, Deadline(seconds)
+    ) as source:
         yield source
 
 

@@ -24,13 +24,12 @@ import pytest
 from botocore.exceptions import StubResponseError
 from botocore.stub import ANY, Stubber
 
-from backends import cloudformation
-from backends.base import StackContext
-from runner.errors import ConfigError, EngineError, ExitCode, RunnerError, RunTimeout
-from runner.log import log
-from runner.outputs import Output
-from runner.process import Deadline
-from runner.settings import load_stack_file
+from iac_runner.backends import cloudformation
+from iac_runner.backends.base import Output, StackContext
+from iac_runner.common.errors import ConfigError, EngineError, ExitCode, RunnerError, RunTimeout
+from iac_runner.common.log import log
+from iac_runner.common.process import Deadline
+from iac_runner.job.settings import load_stack_file
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_SOURCE = ROOT / "stacks" / "s3-bucket" / "cloudformation"

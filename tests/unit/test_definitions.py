@@ -12,23 +12,22 @@ from typing import Any
 import pytest
 import yaml
 
-import backends
-from runner import emulate
-from runner.definitions import (
+from iac_runner import backends
+from iac_runner.common.errors import ConfigError
+from iac_runner.humanitec import emulate
+from iac_runner.humanitec.document import load_file
+from iac_runner.humanitec.model import (
     ContainerInputs,
     Definition,
     Job,
     context_values,
-    load_file,
     resolve,
 )
-from runner.errors import ConfigError
-from runner.gitops import check_static, parse_inputs
-from runner.render import RenderRequest, check_manifest, render
-from runner.settings import load_stack_file
-from tests.conftest import ROOT, STACKS
+from iac_runner.humanitec.render import TEMPLATES, RenderRequest, check_manifest, render
+from iac_runner.humanitec.validate import check_static, parse_inputs
+from iac_runner.job.settings import load_stack_file
+from tests.conftest import STACKS
 
-TEMPLATES = ROOT / "templates"
 kubernetes_validate: Any = importlib.import_module("kubernetes_validate")
 
 
@@ -241,7 +240,7 @@ def test_the_three_s3_bucket_stacks_declare_the_same_inputs() -> None:
 def test_local_job_command_is_this_runner_and_paths_move_into_the_emulated_directory(tmp_path: Path) -> None:
     job = Job(image="i", shared_directory="/home/runner/workspace", command=["iac-runner", "container"])
     argv = emulate._local_argv(job, tmp_path)
-    assert argv[1:] == ["-m", "runner.cli", "container"]
+    assert argv[1:] == ["-m", "iac_runner", "container"]
     script = Job(image="i", shared_directory="/work/", command=["/bin/sh", "/work/run.sh", "/workspace"])
     assert emulate._local_argv(script, tmp_path) == ["/bin/sh", f"{tmp_path}/run.sh", "/workspace"]
 

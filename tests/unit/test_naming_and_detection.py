@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-import backends
-from runner.errors import ConfigError
-from runner.naming import sanitize
+from iac_runner import backends
+from iac_runner.common.errors import ConfigError
+from iac_runner.common.naming import sanitize
 
 
 def cfn(name: str) -> str:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from runner import outputs
-from runner.errors import EngineError, RunnerError, truncate
-from runner.outputs import Output, OutputFiles
-from runner.secrets import REGISTRY, SecretRegistry
+from iac_runner.backends.base import Output
+from iac_runner.common.errors import EngineError, RunnerError, truncate
+from iac_runner.common.secrets import REGISTRY, SecretRegistry
+from iac_runner.job import outputs
+from iac_runner.job.outputs import OutputFiles
 
 
 def test_split_keeps_types() -> None:

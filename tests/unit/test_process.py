@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from runner import process
-from runner.errors import Interrupted, RunTimeout
-from runner.process import Deadline
-from runner.secrets import REGISTRY
+from iac_runner.common import process
+from iac_runner.common.errors import Interrupted, RunTimeout
+from iac_runner.common.process import Deadline
+from iac_runner.common.secrets import REGISTRY
 
 
 def test_streams_lines_and_redacts() -> None:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import ConfigError
-from runner.settings import (
+from iac_runner.common.errors import ConfigError
+from iac_runner.job.settings import (
     check_no_overlap,
     load_inputs_file,
     load_settings,

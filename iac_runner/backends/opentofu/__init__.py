@@ -1,0 +1,388 @@
+"""OpenTofu (or Terraform) through its CLI and machine-readable UI.
+
+`.terraform` (TF_DATA_DIR), the saved plan and the runner's tfvars live in the stack's private work dir.
+Progress comes from the JSON lines of `plan -json` / `apply -json`; results from `output -json`; nothing is scraped
+from human text. Diagnostics are trusted as the engine reports them: when a plan fails, `tofu validate` tells a
+configuration error (exit 2) from a failure reading infrastructure (exit 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from iac_runner.backends.base import (
+    BackendDefaults,
+    ChangeSummary,
+    Declared,
+    EngineUnavailable,
+    Output,
+    StackContext,
+    StackFile,
+)
+from iac_runner.backends.opentofu import config
+from iac_runner.backends.opentofu import diagnostics as diag
+from iac_runner.backends.opentofu.commands import Commands
+from iac_runner.common import aws, paths, process
+from iac_runner.common.errors import ConfigError, EngineError, RunnerError
+from iac_runner.common.files import write_atomic
+from iac_runner.common.log import log
+from iac_runner.common.naming import sanitize
+
+DEFAULT_BINARY = "tofu"
+
+
+def _find_binary(configured: str | None) -> str:
+    name = configured or os.environ.get("IAC_RUNNER_TOFU_BINARY") or DEFAULT_BINARY
+    found = paths.find_executable(name)
+    if found is None:
+        raise EngineUnavailable(
+            f"{name!r} is not on PATH: run `make tools` (builds the pinned OpenTofu into .tools/bin), install "
+            "OpenTofu, or use Terraform with --engine-binary terraform / IAC_RUNNER_TOFU_BINARY=terraform"
+        )
+    return found
+
+
+class OpenTofuBackend(BackendDefaults):
+    name = "opentofu"
+    companions = (
+        *config.TFVARS,
+        *config.TFVARS_JSON,
+        "backend.tf",
+        "backend.tf.json",
+    )
+
+    def detect(self, folder: Path) -> str | None:
+        found = config.sources(folder)
+        return found[0].name if found else None
+
+    def needs_state(self, folder: Path | None) -> bool:
+        return folder is None or not config.backend_files(folder)
+
+    def declared_inputs(self, folder: Path, stack_file: StackFile) -> Declared:
+        return config.declared_variables(folder)
+
+    def provided_inputs(self, folder: Path, env_names: set[str]) -> set[str]:
+        return config.provided_elsewhere(folder, env_names)
+
+    def engine_version(self) -> str:
+        binary = _find_binary(None)
+        done = process.run(
+            Commands(binary, Path("."), Path("."), 0).version(),
+            env=_cli_config(dict(os.environ)),
+            engine="tofu",
+            deadline=process.Deadline(30),
+            on_stdout=lambda line: None,
+            on_stderr=lambda line: None,
+        )
+        try:
+            version = json.loads(done.stdout)["terraform_version"]
+        except (json.JSONDecodeError, KeyError):
+            raise EngineUnavailable(f"{binary} version -json gave no version") from None
+        return f"{Path(binary).name} {version} ({binary})"
+
+    # -- verbs -------------------------------------------------------------------------------------------
+
+    def validate(self, ctx: StackContext) -> None:
+        with _Tofu(ctx) as tofu:
+            tofu.init(backend=False)
+            tofu.validate()
+            tofu.check_inputs()
+        log.info("the configuration is valid")
+
+    def plan(self, ctx: StackContext) -> ChangeSummary:
+        with _Tofu(ctx) as tofu:
+            tofu.init()
+            tofu.check_secret_names()
+            return tofu.plan(save=False)
+
+    def apply(self, ctx: StackContext) -> list[Output]:
+        with _Tofu(ctx) as tofu:
+            tofu.init()
+            tofu.check_secret_names()
+            summary = tofu.plan(save=True)
+            ctx.approve(summary)
+            if summary.changes:
+                tofu.apply_plan()
+            else:
+                log.info("no changes: the infrastructure matches the configuration")
+            return tofu.outputs()
+
+    def destroy(self, ctx: StackContext) -> None:
+        with _Tofu(ctx) as tofu:
+            tofu.init()
+            if not tofu.resources():
+                log.info("the state holds no resources: nothing to destroy")
+                return
+            tofu.destroy()
+
+    def outputs(self, ctx: StackContext) -> list[Output]:
+        with _Tofu(ctx) as tofu:
+            tofu.init()
+            return tofu.outputs()
+
+
+class _Tofu:
+    """One run's engine invocations over a stack folder and its private work dir."""
+
+    def __init__(self, ctx: StackContext) -> None:
+        self.ctx = ctx
+        self.binary = _find_binary_or_fail(ctx.options.binary)
+        self.work = paths.private_dir(ctx.work_dir)
+        self.plan_file = self.work / "plan.tfplan"
+        self.override = ctx.folder / config.OVERRIDE_FILE
+        self.commands = Commands(self.binary, ctx.folder, self.work / "inputs.tfvars.json", ctx.lock_timeout)
+        self.env = self._environment()
+
+    def __enter__(self) -> _Tofu:
+        write_atomic(self.commands.var_file, json.dumps(dict(self.ctx.inputs), indent=2), mode=0o600)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for path in (self.plan_file, self.commands.var_file, self.override):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def _environment(self) -> dict[str, str]:
+        env = dict(self.ctx.env)
+        env.update(
+            {
+                "TF_IN_AUTOMATION": "1",
+                "TF_INPUT": "0",
+                "TF_DATA_DIR": str(self.work / "data"),
+                "CHECKPOINT_DISABLE": "1",
+            }
+        )
+        env.setdefault("TF_PLUGIN_CACHE_DIR", str(paths.cache_home() / "tofu-plugin-cache"))
+        Path(env["TF_PLUGIN_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+        _cli_config(env)
+        for name, value in self.ctx.secret_inputs.items():
+            # Secrets reach the engine only through its environment, never a file on disk.
+            env[f"TF_VAR_{name}"] = value if isinstance(value, str) else json.dumps(value)
+        return env
+
+    # -- commands ----------------------------------------------------------------------------------------
+
+    def run(self, argv: list[str], on_line: Callable[[str], None] | None = None, *, doing: str) -> process.Completed:
+        return process.run(
+            argv,
+            engine="tofu",
+            deadline=self.ctx.deadline,
+            env=self.env,
+            on_stdout=on_line or log.debug,
+            on_stderr=lambda line: log.engine_line("tofu", line),
+            doing=doing,
+        )
+
+    def init(self, backend: bool = True) -> None:
+        log.step("tofu init" + ("" if backend else " (no state backend: validation only)"))
+        backend_config = None
+        if backend and config.backend_files(self.ctx.folder):
+            if self.ctx.state_url:
+                log.warning("the stack declares its own backend block: it is used, and IAC_RUNNER_STATE_URL is ignored")
+        elif backend:
+            backend_config = self._backend_config()
+        argv = self.commands.init(
+            backend=backend, backend_config=backend_config, lock_readonly=_lock_file_fits(self.ctx.folder, self.binary)
+        )
+        done = self.run(argv, doing="initialising the stack")
+        if done.returncode != 0:
+            raise diag.init_error(done.stderr + done.stdout, self.ctx.state_url, self.ctx.folder)
+
+    def validate(self) -> None:
+        done = self.run(self.commands.validate(), lambda line: None, doing="validating")
+        try:
+            report = json.loads(done.stdout)
+        except json.JSONDecodeError:
+            raise EngineError("tofu validate gave no JSON report.", details=done.stderr) from None
+        found = report.get("diagnostics", [])
+        for warning in (d for d in found if d.get("severity") != "error"):
+            log.warning(diag.describe(warning))
+        errors = [d for d in found if d.get("severity") == "error"]
+        if errors:
+            raise diag.config_error(errors, "The OpenTofu configuration is invalid")
+
+    def check_inputs(self, *, required: bool = True) -> None:
+        """Inputs against the declared variables (what `validate` alone does not check). Unknown names are
+        checked only when every configuration file could be read here (tofu itself ignores an undeclared
+        TF_VAR_*, the way secret inputs arrive); `required=False` leaves missing values to tofu, which knows every
+        source."""
+        declared, complete = config.declared_variables(self.ctx.folder)
+        unknown = [name for name in self.ctx.all_inputs if name not in declared]
+        if unknown and complete:
+            raise diag.inputs_error(f"Input {unknown[0]!r} is not a declared variable of the stack.", declared)
+        if not required:
+            return
+        provided = set(self.ctx.all_inputs) | config.provided_elsewhere(self.ctx.folder, self.env)
+        missing = [name for name, spec in declared.items() if spec.required and name not in provided]
+        if missing:
+            raise diag.inputs_error(f"Required variable {missing[0]!r} has no value.", declared)
+
+    def check_secret_names(self) -> None:
+        """Secret inputs reach tofu as TF_VAR_*, which it ignores when undeclared, so their names are checked here
+        (plain inputs tofu checks itself, through the tfvars file). A quick look at the variables' names first;
+        the full parse only when one seems missing, for the message."""
+        if not set(self.ctx.secret_inputs) <= config.variable_names(self.ctx.folder):
+            self.check_inputs(required=False)
+
+    def plan(self, save: bool) -> ChangeSummary:
+        log.step("tofu plan")
+        found = diag.Diagnostics()
+        done = self.run(self.commands.plan(out=self.plan_file if save else None), found.line, doing="planning")
+        undeclared = [w for w in found.warnings if w.get("summary") == "Value for undeclared variable"]
+        if done.returncode == 1 or found.errors or undeclared:
+            raise self._plan_error(found.errors or undeclared, done)
+        summary = ChangeSummary(tuple(found.changes))
+        self.ctx.events.changes(summary)
+        log.info(f"plan: {summary}")
+        return summary
+
+    def _plan_error(self, errors: list[dict[str, Any]], done: process.Completed) -> RunnerError:
+        problems = diag.input_problems(errors)
+        if problems:
+            declared = config.declared_variables(self.ctx.folder)[0]
+            return diag.inputs_error(diag.input_summary(problems[0]), declared, errors)
+        lock = diag.lock_error(errors, self.binary, self.ctx.state_url)
+        if lock:
+            return lock
+        # Is the configuration itself wrong (exit 2), or did reading the infrastructure fail (exit 1)?
+        report = self.run(self.commands.validate(), lambda line: None, doing="validating")
+        with contextlib.suppress(json.JSONDecodeError):
+            invalid = [d for d in json.loads(report.stdout).get("diagnostics", []) if d.get("severity") == "error"]
+            if invalid:
+                return diag.config_error(invalid, "The OpenTofu configuration is invalid")
+        return diag.engine_error(errors, "tofu plan failed", done.stderr)
+
+    def apply_plan(self) -> None:
+        log.step("tofu apply")
+        found = diag.Diagnostics(show_changes=False)
+        done = self.run(self.commands.apply(self.plan_file), found.line, doing="applying")
+        if done.returncode != 0 or found.errors:
+            raise diag.lock_error(found.errors, self.binary, self.ctx.state_url) or diag.engine_error(
+                found.errors, "tofu apply failed", done.stderr, found.failed
+            )
+
+    def destroy(self) -> None:
+        log.step("tofu destroy")
+        found = diag.Diagnostics()
+        done = self.run(self.commands.destroy(), found.line, doing="destroying")
+        if done.returncode != 0 or found.errors:
+            problems = diag.input_problems(found.errors)
+            if problems:
+                declared = config.declared_variables(self.ctx.folder)[0]
+                raise diag.inputs_error(diag.input_summary(problems[0]), declared, found.errors)
+            raise diag.lock_error(found.errors, self.binary, self.ctx.state_url) or diag.engine_error(
+                found.errors, "tofu destroy failed", done.stderr, found.failed
+            )
+
+    def resources(self) -> list[str]:
+        done = self.run(self.commands.state_list(), lambda line: None, doing="reading the state")
+        if done.returncode != 0 and "No state file was found" in done.stderr:
+            return []  # never created (or its state was removed): nothing to destroy
+        if done.returncode != 0:
+            raise diag.lock_error([], self.binary, self.ctx.state_url, done.stderr) or EngineError(
+                "tofu could not read the stack's state.", details=done.stderr
+            )
+        return [line for line in done.stdout.splitlines() if line.strip()]
+
+    def outputs(self) -> list[Output]:
+        done = self.run(self.commands.output(), lambda line: None, doing="reading outputs")
+        if done.returncode != 0:
+            raise EngineError("tofu output failed.", details=done.stderr)
+        try:
+            values = json.loads(done.stdout or "{}")
+        except json.JSONDecodeError:
+            raise EngineError("tofu output -json did not return JSON.") from None
+        return [Output(name, item.get("value"), bool(item.get("sensitive"))) for name, item in values.items()]
+
+    # -- state ---------------------------------------------------------------------------------------------
+
+    def _backend_config(self) -> Path:
+        """The override that selects the backend for IAC_RUNNER_STATE_URL, and its -backend-config file."""
+        kind, settings = backend_settings(self.ctx.state_url or "", self.ctx.stack_name, self.env)
+        if kind == "local":
+            paths.private_dir(Path(settings["path"]).parent)
+        write_atomic(self.override, f'terraform {{\n  backend "{kind}" {{}}\n}}\n')
+        backend_file = self.work / "backend.tfbackend"
+        write_atomic(backend_file, "".join(f"{k} = {config.hcl_value(v)}\n" for k, v in settings.items()), mode=0o600)
+        where = f"s3://{settings['bucket']}/{settings['key']}" if kind == "s3" else settings["path"]
+        log.info(f"state: {kind} backend at {where}")
+        return backend_file
+
+
+def backend_settings(state_url: str, stack_name: str, env: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The backend type and its settings for IAC_RUNNER_STATE_URL: S3 (key per stack, S3-native locking) or a
+    local folder per stack."""
+    parts = urlsplit(state_url)
+    key = sanitize(stack_name, allowed="a-zA-Z0-9_.-", max_length=200)
+    if parts.scheme != "s3":
+        return "local", {"path": str(Path(parts.path) / key / "terraform.tfstate")}
+    settings: dict[str, Any] = {
+        "bucket": parts.netloc,
+        "key": "/".join(p for p in (parts.path.strip("/"), key, "terraform.tfstate") if p),
+        "region": aws.region(env),
+        "use_lockfile": True,
+    }
+    endpoint = aws.s3_endpoint(env)
+    if endpoint:
+        # An emulator or S3-compatible store: path-style and no AWS account lookups.
+        settings.update(
+            {
+                "endpoints": {"s3": endpoint},
+                "use_path_style": True,
+                "skip_credentials_validation": True,
+                "skip_requesting_account_id": True,
+                "skip_metadata_api_check": True,
+                "skip_region_validation": True,
+            }
+        )
+    return "s3", settings
+
+
+def _find_binary_or_fail(configured: str | None) -> str:
+    try:
+        return _find_binary(configured)
+    except EngineUnavailable as exc:
+        reason, _, how = str(exc).partition(": ")
+        raise ConfigError(
+            f"The OpenTofu engine is not available: {reason}.",
+            fix=f"{how[:1].upper()}{how[1:]}; `iac-runner backends` shows what each backend finds."
+            if how
+            else "See `iac-runner backends`.",
+        ) from None
+
+
+def _cli_config(env: dict[str, str]) -> dict[str, str]:
+    """Use the offline provider mirror `make tools` lays out unless the user's own CLI config exists."""
+    configured = env.get("TF_CLI_CONFIG_FILE")
+    tfrc = paths.TOOLS / "tofu.tfrc"
+    if (not configured or not Path(configured).is_file()) and tfrc.is_file():
+        env["TF_CLI_CONFIG_FILE"] = str(tfrc)
+    return env
+
+
+def _lock_file_fits(folder: Path, binary: str) -> bool:
+    """Whether the committed lock file can be enforced read-only: not when it locks providers only for the
+    other engine's registry (a lock file written by tofu names registry.opentofu.org, terraform's
+    registry.terraform.io); the engine then records its own entries beside them."""
+    hosts = config.lock_hosts(folder)
+    if hosts is None:
+        return False
+    engine = Path(binary).name
+    own = "registry.terraform.io" if engine.startswith("terraform") else "registry.opentofu.org"
+    other = {"registry.terraform.io", "registry.opentofu.org"} - {own}
+    if hosts & other and own not in hosts:
+        log.warning(
+            f"the stack's .terraform.lock.hcl locks providers of {', '.join(sorted(hosts))} only, but {engine} "
+            f"installs them from {own}: it is not enforced read-only, and {engine} adds its own entries"
+        )
+        return False
+    return True
+
+
+BACKEND = OpenTofuBackend()

@@ -1,0 +1,63 @@
+"""What the Container Driver does to the job's shared directory before our image starts: the definition's
+`source` checked out into it, its `files` written there.
+
+Layout: the folder at `source.path` (the whole repository without one) becomes the directory's content, and
+`files` land on top of it (a `backend.tf` beside the code, the inputs file). `driver emulate` and `definition
+validate` both lay a directory out this way, with the job's own git code (iac_runner/job/source.py) doing the
+checkout as it does in a job.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from iac_runner.common.files import write_atomic
+from iac_runner.common.log import log
+from iac_runner.common.process import Deadline
+from iac_runner.humanitec.model import DriverSource
+from iac_runner.job.settings import Settings, validation_message
+from iac_runner.job.source import GitSource, SourceError, checkout, git_auth, stack_folder
+
+
+def fetch_source(
+    source: DriverSource,
+    scripts: Path,
+    *,
+    url_map: Mapping[str, str],
+    token: str | None,
+    ssh_key: str | None,
+    deadline: Deadline,
+) -> str | None:
+    """Check `source` out into `scripts` as the driver does; returns the commit. Raises SourceError naming the
+    part of `source` to blame."""
+    url = url_map.get(source.url, source.url)
+    if url != source.url:
+        log.info(f"source {source.url} is checked out from {url} (--url-map)")
+    try:
+        Settings(source_url=url)
+    except ValidationError as exc:
+        reason = validation_message(exc.errors()[0]["msg"])
+        raise SourceError("url", f"The source URL {url!r} {reason}.") from None
+    auth = git_auth(url)
+    if token and auth != "token":
+        log.info("the source URL is not an https:// URL: the token of secret_refs.source.password is not used")
+        token = None
+    if ssh_key and auth != "ssh":
+        log.info("the source URL is not an ssh URL: the key of secret_refs.source.ssh_key is not used")
+        ssh_key = None
+    git = GitSource(url=url, ref=source.ref, path=source.path, username=source.username, token=token, ssh_key=ssh_key)
+    with checkout(git, scripts, source.path, deadline) as found:
+        shutil.copytree(found.folder, scripts, dirs_exist_ok=True, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        return found.commit
+
+
+def write_files(scripts: Path, files: Mapping[str, str], mode: int = 0o644) -> None:
+    """The definition's `files`, each at its path under `scripts` (one that would leave it is refused)."""
+    for name, text in files.items():
+        target = stack_folder(scripts, str(Path(name).parent), "shared directory", must_exist=False) / Path(name).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, text, mode)

@@ -1,0 +1,312 @@
+"""Where the stack comes from: a git checkout (shallow, sparse) or the driver's SCRIPTS_DIRECTORY.
+
+Credentials never reach a URL, a process argument or a log: an HTTPS token travels as an `http.extraHeader`
+set through git's GIT_CONFIG_* environment, an SSH key as a 0600 file in a private temp dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import functools
+import os
+import re
+import shlex
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from iac_runner.common import process
+from iac_runner.common.errors import ConfigError, EngineError
+from iac_runner.common.log import log
+from iac_runner.common.process import Deadline
+from iac_runner.common.secrets import REGISTRY
+
+_FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+_SHORT_SHA = re.compile(r"^[0-9a-f]{4,39}$")
+DEFAULT_USERNAME = "x-access-token"
+
+
+GitAuth = Literal["token", "ssh", "none"]
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """A git repository to check the stack out of, and the credentials for it."""
+
+    url: str
+    ref: str | None = None
+    #: The stack's folder inside the repository.
+    path: str | None = None
+    token: str | None = None
+    username: str | None = None
+    ssh_key: str | None = None
+    known_hosts: str | None = None
+
+
+@dataclass(frozen=True)
+class Source:
+    """The stack folder a run works in, and where it came from."""
+
+    folder: Path
+    commit: str | None = None
+    url: str | None = None
+    ref: str | None = None
+
+
+class SourceError(ConfigError):
+    """The stack could not be checked out; `part` is the part of the source to blame: url, ref or path."""
+
+    def __init__(self, part: str, summary: str, *, where: str = "", fix: str = "", details: str = "") -> None:
+        super().__init__(summary, where=where, fix=fix, details=details)
+        self.part = part
+
+
+def git_auth(url: str) -> GitAuth:
+    """Which credential a git URL takes: a token goes with https://, a key with ssh."""
+    if url.startswith(("https://", "http://")):
+        return "token"
+    if url.startswith("ssh://") or re.match(r"^[\w.\-]+@[\w.\-]+:", url):
+        return "ssh"
+    return "none"
+
+
+def safe_url(url: str) -> str:
+    """The URL with any user info removed, fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.scheme and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
+
+
+def stack_folder(root: Path, subpath: str | None, label: str, *, must_exist: bool = True) -> Path:
+    """`root/subpath`, refusing anything that leaves `root` (`..`, absolute paths, symlinks out)."""
+    if subpath:
+        pure = PurePosixPath(subpath)
+        if pure.is_absolute() or ".." in pure.parts:
+            raise SourceError(
+                "path",
+                f"The stack path {subpath!r} leaves the {label}.",
+                where="IAC_RUNNER_SOURCE_PATH (--path)",
+                fix=f"Give a relative path inside the {label}, without '..', e.g. stacks/s3-bucket/cloudformation.",
+            )
+    folder = (root / (subpath or ".")).resolve()
+    if not folder.is_relative_to(root.resolve()):
+        raise SourceError(
+            "path",
+            f"The stack path {subpath!r} resolves outside the {label} (through a symlink).",
+            where=f"IAC_RUNNER_SOURCE_PATH (--path) -> {folder}",
+            fix="Point the path at a real folder inside the repository, not a symlink leading out of it.",
+        )
+    if must_exist and not folder.is_dir():
+        raise SourceError(
+            "path",
+            f"The stack path {subpath or '.'!r} does not exist in the {label}.",
+            where=f"{root}",
+            fix="Check IAC_RUNNER_SOURCE_PATH (--path) and the ref: the folder must exist at that commit.",
+        )
+    return folder
+
+
+@contextlib.contextmanager
+def checkout(git: GitSource | None, base_dir: Path, subpath: str | None, deadline: Deadline) -> Iterator[Source]:
+    """The stack folder for this run: `subpath` of a git checkout (in a temp dir removed afterwards), or of
+    `base_dir` when there is no git source."""
+    if git is None:
+        yield Source(folder=stack_folder(base_dir, subpath, "scripts directory"))
+        return
+    with tempfile.TemporaryDirectory(prefix="iac-runner-") as tmp:
+        yield _GitCheckout(git, Path(tmp), deadline).run()
+
+
+class _GitCheckout:
+    def __init__(self, git: GitSource, tmp: Path, deadline: Deadline) -> None:
+        self.git = git
+        self.url = git.url
+        self.shown = safe_url(self.url)
+        self.ref = git.ref
+        self.tmp = tmp
+        self.deadline = deadline
+        self.env = self._environment()
+
+    def run(self) -> Source:
+        try:
+            from git import Repo
+        except ImportError:  # GitPython refuses to load when no git executable is found
+            raise EngineError(
+                "The git executable was not found: a source URL needs git to check the stack out.",
+                where=f"IAC_RUNNER_SOURCE_URL={self.shown}",
+                fix="Install git or put it on PATH, or leave IAC_RUNNER_SOURCE_URL unset to read the stack from "
+                "SCRIPTS_DIRECTORY (or STACK_DIR).",
+            ) from None
+
+        log.step(f"checking out {self.shown}" + (f" at {self.ref}" if self.ref else ""))
+        refs, head = self._ls_remote()
+        dest = self.tmp / "repo"
+        repo = Repo.init(dest)
+        repo.create_remote("origin", self.url)
+        path = self.git.path
+        if path:
+            stack_folder(dest, path, "repository", must_exist=False)  # reject escapes before any fetch
+            repo.git.sparse_checkout("set", "--cone", path.strip("/"))
+        commit = self._fetch(repo, refs, head)
+        self._remote(dest, "-c", "advice.detachedHead=false", "checkout", "--detach", commit)
+        folder = stack_folder(dest, path, "repository")
+        log.info(f"source {self.shown} @ {self.ref or 'HEAD'} resolved to commit {commit}")
+        return Source(folder=folder, commit=commit, url=self.shown, ref=self.ref)
+
+    def _environment(self) -> dict[str, str]:
+        env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
+        parts = urlsplit(self.url)
+        token = self.git.token
+        user = self.git.username or DEFAULT_USERNAME
+        if parts.password:
+            REGISTRY.add_all([parts.password, unquote(parts.password)])
+            log.warning("the source URL carries a password; pass it as IAC_RUNNER_SOURCE_TOKEN instead")
+            if parts.scheme in ("http", "https"):
+                # Sent like a token (a header in the environment), so git's argv and .git/config never hold it.
+                self.url = self.shown
+                if not token:
+                    token, user = unquote(parts.password), unquote(parts.username or "") or user
+        if token:
+            if git_auth(self.url) != "token":
+                raise SourceError(
+                    "url",
+                    "IAC_RUNNER_SOURCE_TOKEN is set but the source URL is not an https:// URL.",
+                    where=f"IAC_RUNNER_SOURCE_URL={self.shown}",
+                    fix="Use the repository's https:// URL with a token, or IAC_RUNNER_SOURCE_SSH_KEY for ssh.",
+                )
+            header = base64.b64encode(f"{user}:{token}".encode()).decode()
+            REGISTRY.add_all([token, header])
+            origin = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}/"
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": f"http.{origin}.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {header}",
+                }
+            )
+        if self.git.ssh_key:
+            env["GIT_SSH_COMMAND"] = self._ssh_command(self.git.ssh_key)
+        return env
+
+    def _ssh_command(self, key: str) -> str:
+        REGISTRY.add(key)
+        ssh_dir = self.tmp / "ssh"
+        ssh_dir.mkdir(mode=0o700)
+        key_file = ssh_dir / "id"
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key.strip() + "\n")
+        known_hosts = ssh_dir / "known_hosts"
+        if self.git.known_hosts:
+            known_hosts.write_text(self.git.known_hosts.strip() + "\n")
+            checking = "yes"
+        else:
+            log.warning(
+                "no IAC_RUNNER_SOURCE_KNOWN_HOSTS given: the git host's key is accepted on first use; "
+                "set it to pin the host key"
+            )
+            checking = "accept-new"
+        return shlex.join(
+            [
+                "ssh", "-i", str(key_file), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                "-o", f"StrictHostKeyChecking={checking}", "-o", f"UserKnownHostsFile={known_hosts}",
+            ]
+        )  # fmt: skip
+
+    def _remote(self, cwd: Path | None, *args: str) -> str:
+        """A git command that talks to the remote (or may, in a partial clone): through the process seam, so the
+        run's deadline and signals reach git and its remote helper alike. Local steps use GitPython."""
+        done = process.run(
+            ["git", *args],
+            engine="git",
+            deadline=self.deadline,
+            cwd=cwd,
+            env={**os.environ, **self.env},
+            on_stdout=lambda line: None,
+            on_stderr=lambda line: log.debug(f"git: {line}"),
+            doing=f"running git {args[0]}",
+        )
+        if done.returncode != 0:
+            raise self._error(args, done.stderr)
+        return done.stdout.strip()
+
+    def _ls_remote(self) -> tuple[dict[str, str], str | None]:
+        refs: dict[str, str] = {}
+        head: str | None = None
+        for line in self._remote(None, "ls-remote", "--symref", self.url).splitlines():
+            sha, _, name = line.partition("\t")
+            if sha.startswith("ref: ") and name == "HEAD":
+                head = sha[5:]
+            elif name.endswith("^{}"):
+                refs[name[:-3]] = sha  # a peeled annotated tag: the commit it points at
+            else:
+                refs.setdefault(name, sha)
+        return refs, head
+
+    def _fetch(self, repo: Any, refs: Mapping[str, str], head: str | None) -> str:
+        """Fetch just the commit the ref names (shallow, no file contents yet) and return its SHA."""
+        fetch = functools.partial(self._remote, Path(repo.working_dir), "fetch")
+        shallow = ["--depth", "1", "--filter=blob:none", "origin"]
+        ref = self.ref
+        if ref is None or ref == "HEAD":
+            fetch(*shallow, f"+{head or 'HEAD'}:refs/iac-runner/target")
+            return str(repo.commit("refs/iac-runner/target").hexsha)
+        for candidate in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
+            if candidate.startswith("refs/") and candidate in refs:
+                fetch(*shallow, f"+{candidate}:refs/iac-runner/target")
+                return str(repo.commit("refs/iac-runner/target").hexsha)
+        sha = ref.lower()
+        if _FULL_SHA.match(sha):
+            fetch(*shallow, sha)
+            return sha
+        if _SHORT_SHA.match(sha):
+            # A short SHA cannot be asked of the server: fetch the history (no file contents) and resolve.
+            fetch("--filter=blob:none", "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+            with contextlib.suppress(Exception):  # gitdb's BadName / ValueError: no such commit
+                return str(repo.commit(sha).hexsha)
+        raise self._unknown_ref(refs)
+
+    def _unknown_ref(self, refs: Mapping[str, str]) -> SourceError:
+        branches = [r.removeprefix("refs/heads/") for r in refs if r.startswith("refs/heads/")]
+        tags = [r.removeprefix("refs/tags/") for r in refs if r.startswith("refs/tags/")]
+        return SourceError(
+            "ref",
+            f"The ref {self.ref!r} does not exist in {self.shown}.",
+            where="IAC_RUNNER_SOURCE_REF (--ref)",
+            fix=f"Use a branch ({', '.join(branches[:10]) or 'none'}), a tag ({', '.join(tags[:10]) or 'none'}), "
+            "a commit SHA or a full refs/... name.",
+        )
+
+    def _error(self, args: tuple[str, ...], stderr: str) -> SourceError:
+        text = REGISTRY.redact(stderr).strip()
+        lower = text.lower()
+        detail = "\n".join(line.strip() for line in text.splitlines()[-5:])
+        where = f"IAC_RUNNER_SOURCE_URL={self.shown}, IAC_RUNNER_SOURCE_REF={self.ref or '(remote HEAD)'}"
+        # git's own wording only: a bare "401" would also match a port, a path or a SHA in the message.
+        if any(s in lower for s in ("authentication failed", "returned error: 403", "returned error: 401",
+                                    "permission denied", "could not read username", "could not read password",
+                                    "host key verification failed")):  # fmt: skip
+            return SourceError(
+                "url",
+                f"Git refused the credentials for {self.shown}.",
+                where=where,
+                fix="Check IAC_RUNNER_SOURCE_TOKEN (and IAC_RUNNER_SOURCE_USERNAME) or IAC_RUNNER_SOURCE_SSH_KEY "
+                "and IAC_RUNNER_SOURCE_KNOWN_HOSTS: the token needs read access to the repository.",
+                details=detail,
+            )
+        if args[0] == "ls-remote":
+            return SourceError(
+                "url",
+                f"The git repository {self.shown} could not be reached.",
+                where=where,
+                fix="Check the URL, the network path to the git host and that the repository exists.",
+                details=detail,
+            )
+        return SourceError(
+            "ref", f"git {args[0]} failed for {self.shown}.", where=where, fix="Check the ref and path.", details=detail
+        )

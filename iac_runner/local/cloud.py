@@ -1,0 +1,121 @@
+"""The embedded default cloud: moto's standalone server on a free loopback port.
+
+Used by `iac-runner demo` and the test suite. Run as `python -m iac_runner.local.cloud PORT`, it starts moto with
+one fidelity fix: moto's change-set execution leaves the stack's outputs and parameters as they were
+before the change set, where real CloudFormation updates them. The fix makes moto behave like AWS; the
+runner's own API calls are the same against both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from iac_runner.common.errors import ConfigError
+
+HOST = "127.0.0.1"
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Emulator:
+    endpoint: str
+
+    def env(self) -> dict[str, str]:
+        """The AWS environment that points every engine at the emulator with dummy credentials."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+        }
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback only
+            pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def running(timeout: float = 30.0) -> Iterator[Emulator]:
+    """Start moto on a free loopback port, wait until it answers, stop it afterwards."""
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "moto's server is not installed, so the embedded AWS emulator cannot start.",
+            fix="Install the demo extra: pip install 'iac-driver-runner[demo]' (make setup does).",
+        ) from None
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "iac_runner.local.cloud", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "MOTO_CALL_RESET_API": "true"},
+    )
+    emulator = Emulator(f"http://{HOST}:{port}")
+    try:
+        _wait_ready(emulator, child, timeout)
+        yield emulator
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def _wait_ready(emulator: Emulator, child: subprocess.Popen[bytes], timeout: float) -> None:
+    expires = time.monotonic() + timeout
+    while time.monotonic() < expires:
+        if child.poll() is not None:
+            raise ConfigError(f"moto's server exited at start (code {child.returncode}).")
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"{emulator.endpoint}/moto-api/data.json", timeout=1),  # noqa: S310
+        ):
+            return
+        time.sleep(0.1)
+    raise ConfigError(f"moto's server did not answer on {emulator.endpoint} within {timeout:g} s.")
+
+
+def _fix_change_set_execution() -> None:
+    from moto.cloudformation.models import ChangeSet
+
+    apply = ChangeSet.apply
+
+    def apply_and_refresh(self: ChangeSet) -> None:
+        apply(self)
+        stack = self.stack
+        stack.template = self.template
+        stack._parse_template()
+        stack.parameters = self.parameters
+        stack.output_map = stack._create_output_map()
+
+    ChangeSet.apply = apply_and_refresh  # type: ignore[method-assign]
+
+
+def serve(port: int) -> None:
+    from moto.server import main
+
+    _fix_change_set_execution()
+    main(["-H", HOST, "-p", str(port)])
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))
