@@ -1,88 +1,15 @@
-"""Shared fixtures: the moto server, git repositories and the runner run as a subprocess, as the driver runs it.
-
-Every run through `run_cli` / `run_container` checks that the suite's sentinel secret appears in no log,
-no error file and no values file.
-"""
+"""The suite's fixtures: moto on a free loopback port (reset per test), a git repository of the example stacks, and
+a Container Driver run in a fresh shared directory. What the tests share beyond fixtures is in tests/helpers."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from iac_runner.local.cloud import Emulator, running
-
-ROOT = Path(__file__).resolve().parent.parent
-STACKS = ROOT / "stacks"
-# Used as a secret input across the suite; must never show up outside the secrets file.
-SENTINEL = "s3ntinel-Secret-9f1c2e7a"
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-    out_dir: Path | None = None
-    files: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def log(self) -> str:
-        return self.stdout + self.stderr
-
-    def read(self, name: str) -> str | None:
-        path = self.files.get(name)
-        return path.read_text() if path and path.exists() else None
-
-    def json(self, name: str) -> Any:
-        text = self.read(name)
-        assert text is not None, f"{name} was not written; log:\n{self.log}"
-        return json.loads(text)
-
-    @property
-    def error(self) -> str:
-        return self.read("error") or ""
-
-    def assert_ok(self) -> None:
-        assert self.returncode == 0, f"exit {self.returncode}\n{self.log}\nerror file: {self.error}"
-
-
-def _check_no_leak(result: Result) -> None:
-    assert SENTINEL not in result.log, "the sentinel secret leaked into the log"
-    assert SENTINEL not in result.error, "the sentinel secret leaked into the error file"
-    values = result.read("values")
-    assert values is None or SENTINEL not in values, "the sentinel secret leaked into the values file"
-
-
-def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The test process's environment without settings that would leak into the runner under test."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IAC_RUNNER_", "AWS_"))}
-    env.update({"PYTHONUNBUFFERED": "1", "NO_COLOR": "1"})
-    env.update(extra or {})
-    return env
-
-
-def run_cli(args: list[str], env: Mapping[str, str], cwd: Path | None = None, timeout: float = 300) -> Result:
-    proc = subprocess.run(
-        [sys.executable, "-m", "iac_runner", *args],
-        env=dict(env),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    result = Result(proc.returncode, proc.stdout, proc.stderr)
-    _check_no_leak(result)
-    return result
+from tests.helpers import Container, base_env, make_repo
 
 
 @pytest.fixture(scope="session")
@@ -98,103 +25,9 @@ def aws(emulator: Emulator) -> dict[str, str]:
     return emulator.env()
 
 
-def git(*args: str, cwd: Path) -> str:
-    return subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-        env={
-            **os.environ,
-            "GIT_AUTHOR_NAME": "t",
-            "GIT_AUTHOR_EMAIL": "t@example.com",
-            "GIT_COMMITTER_NAME": "t",
-            "GIT_COMMITTER_EMAIL": "t@example.com",
-        },
-    ).stdout.strip()
-
-
-def make_repo(path: Path, files: Mapping[str, str] | None = None, copy_stacks: bool = True) -> Path:
-    """A bare repository at `path` whose main branch holds `stacks/` (and `files`); returns the bare path."""
-    work = path.with_name(path.name + "-work")
-    work.mkdir(parents=True)
-    git("init", "-q", "-b", "main", cwd=work)
-    if copy_stacks:
-        shutil.copytree(STACKS, work / "stacks")
-    for name, text in (files or {}).items():
-        (work / name).parent.mkdir(parents=True, exist_ok=True)
-        (work / name).write_text(text)
-    git("add", "-A", cwd=work)
-    git("commit", "-q", "-m", "initial", cwd=work)
-    git("clone", "-q", "--bare", str(work), str(path), cwd=path.parent)
-    git("remote", "add", "origin", str(path), cwd=work)
-    return path
-
-
 @pytest.fixture(scope="session")
 def stacks_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_repo(tmp_path_factory.mktemp("git") / "stacks.git")
-
-
-class Container:
-    """Runs `iac-runner container` exactly as the Container Driver would: env contract, a fresh shared dir."""
-
-    def __init__(self, root: Path, env: Mapping[str, str]) -> None:
-        self.root = root
-        self.env = dict(env)
-        self.runs = 0
-
-    def run(
-        self,
-        action: str | None = "create",
-        inputs: Mapping[str, Any] | str | None = None,
-        secrets: Mapping[str, str] | None = None,
-        env: Mapping[str, str | None] | None = None,
-        files: Mapping[str, str] | None = None,
-    ) -> Result:
-        self.runs += 1
-        scripts = self.root / f"run{self.runs}"
-        scripts.mkdir()
-        for name, text in (files or {}).items():
-            (scripts / name).parent.mkdir(parents=True, exist_ok=True)
-            (scripts / name).write_text(text)
-        contract = {
-            "SCRIPTS_DIRECTORY": str(scripts),
-            "OUTPUTS_FILE": "outputs.json",
-            "SECRET_OUTPUTS_FILE": "secret-outputs.json",
-            "ERROR_FILE": "error.txt",
-        }
-        if action is not None:
-            contract["ACTION"] = action
-        if inputs is not None:
-            (scripts / "inputs.json").write_text(inputs if isinstance(inputs, str) else json.dumps(inputs))
-            contract["RESOURCE_INPUTS_FILE"] = "inputs.json"
-        merged: dict[str, str | None] = {**self.env, **contract}
-        merged.update({f"IAC_RUNNER_SECRET_{k}": v for k, v in (secrets or {}).items()})
-        merged.update(env or {})
-        final = {k: v for k, v in merged.items() if v is not None}
-        proc = subprocess.run(
-            [sys.executable, "-m", "iac_runner", "container"],
-            env=final,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        result = Result(
-            proc.returncode,
-            proc.stdout,
-            proc.stderr,
-            out_dir=scripts,
-            files={
-                "values": scripts / final.get("OUTPUTS_FILE", "outputs.json"),
-                "secrets": scripts / final.get("SECRET_OUTPUTS_FILE", "secret-outputs.json"),
-                "error": scripts / final.get("ERROR_FILE", "error.txt"),
-            },
-        )
-        _check_no_leak(result)
-        return result
 
 
 @pytest.fixture

@@ -1,9 +1,10 @@
 """The embedded default cloud: moto's standalone server on a free loopback port.
 
 Used by `iac-runner demo` and the test suite. Run as `python -m iac_runner.local.cloud PORT`, it starts moto with
-one fidelity fix: moto's change-set execution leaves the stack's outputs and parameters as they were
-before the change set, where real CloudFormation updates them. The fix makes moto behave like AWS; the
-runner's own API calls are the same against both.
+two fidelity fixes: moto's change-set execution leaves the stack's outputs and parameters as they were before the
+change set, where real CloudFormation updates them; and its CloudFormation S3 bucket ignores
+VersioningConfiguration. The fixes make moto behave like AWS; the runner's own API calls are the same against
+both.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from iac_runner.common.errors import ConfigError
 
@@ -110,10 +112,28 @@ def _fix_change_set_execution() -> None:
     ChangeSet.apply = apply_and_refresh  # type: ignore[method-assign]
 
 
+def _fix_bucket_versioning() -> None:
+    """moto's CloudFormation creates an AWS::S3::Bucket without its VersioningConfiguration; AWS applies it."""
+    from moto.s3.models import FakeBucket, s3_backends
+    from moto.utilities.utils import get_partition
+
+    create = FakeBucket.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
+
+    def create_versioned(cls: Any, /, name: str, template: Any, account: str, region: str, **kw: Any) -> Any:
+        bucket = create(cls, name, template, account, region, **kw)
+        status = (template.get("Properties", {}).get("VersioningConfiguration") or {}).get("Status")
+        if status:
+            s3_backends[account][get_partition(region)].put_bucket_versioning(bucket.name, status)
+        return bucket
+
+    setattr(FakeBucket, "create_from_cloudformation_json", classmethod(create_versioned))  # noqa: B010
+
+
 def serve(port: int) -> None:
     from moto.server import main
 
     _fix_change_set_execution()
+    _fix_bucket_versioning()
     main(["-H", HOST, "-p", str(port)])
 
 

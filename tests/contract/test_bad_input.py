@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SENTINEL, STACKS, Container, make_repo
+from tests.helpers import SENTINEL, STACKS, Container, make_repo
 
 TEMPLATE = (STACKS / "s3-bucket" / "cloudformation" / "template.yaml").read_text()
 STACK_FILE = "backend: cloudformation\nsecret_outputs: [tokenParameter]\n"

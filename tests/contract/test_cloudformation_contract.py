@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import stat
 from pathlib import Path
 
 import boto3
 import pytest
 
-from tests.conftest import SENTINEL, STACKS, Container, base_env, run_cli
-
-S3_INPUTS = {"bucket": "contract-bucket", "environment": "development", "versioning": True}
+from tests.helpers import SENTINEL, STACKS, Container, base_env, run_cli, s3_example
 
 
 @pytest.fixture
@@ -25,48 +22,6 @@ def s3(container: Container, aws: dict[str, str], stacks_repo: Path) -> Containe
         }
     )
     return container
-
-
-def _bucket_tags(aws: dict[str, str], bucket: str) -> dict[str, str]:
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    return {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
-
-
-def test_create_update_noop_destroy(s3: Container, aws: dict[str, str]) -> None:
-    created = s3.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL})
-    created.assert_ok()
-    values, secrets = created.json("values"), created.json("secrets")
-    assert values == {"bucket": "contract-bucket", "arn": "arn:aws:s3:::contract-bucket", "region": "us-east-1"}
-    assert secrets == {"tokenParameter": "/iac-runner/contract-bucket/api-token"}
-    assert stat.S_IMODE(created.files["secrets"].stat().st_mode) == 0o600
-    assert not created.files["error"].exists()
-    assert "resolved to commit" in created.log
-    assert _bucket_tags(aws, "contract-bucket")["environment"] == "development"
-
-    unchanged = s3.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL})
-    unchanged.assert_ok()
-    assert "up to date: no changes" in unchanged.log
-    assert unchanged.json("values") == values and unchanged.json("secrets") == secrets
-
-    updated = s3.run("create", {**S3_INPUTS, "environment": "production"}, secrets={"apiToken": SENTINEL})
-    updated.assert_ok()
-    assert "updating stack contract-s3" in updated.log
-    assert _bucket_tags(aws, "contract-bucket")["environment"] == "production"
-
-    destroyed = s3.run("destroy", S3_INPUTS, secrets={"apiToken": SENTINEL})
-    destroyed.assert_ok()
-    assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
-
-    again = s3.run("destroy", S3_INPUTS)
-    again.assert_ok()
-    assert again.json("values") == {} and again.json("secrets") == {}
-    assert "nothing to destroy" in again.log
 
 
 def test_queue_topic_list_and_number_inputs(container: Container, aws: dict[str, str], stacks_repo: Path) -> None:
@@ -103,7 +58,7 @@ def test_output_equal_to_a_secret_input_moves_to_the_secrets_file(container: Con
 
 
 def test_json_logs_are_one_object_per_line(s3: Container) -> None:
-    result = s3.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL}, env={"IAC_RUNNER_LOG_FORMAT": "json"})
+    result = s3.run("create", s3_example.INPUTS, secrets={"apiToken": SENTINEL}, env={"IAC_RUNNER_LOG_FORMAT": "json"})
     result.assert_ok()
     records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert records and all({"time", "level", "event", "message"} <= r.keys() for r in records)
@@ -114,7 +69,7 @@ def test_cli_out_dir_writes_the_driver_files(tmp_path: Path, aws: dict[str, str]
     out = tmp_path / "out"
     out.mkdir()
     inputs = tmp_path / "inputs.json"
-    inputs.write_text(json.dumps(S3_INPUTS))
+    inputs.write_text(json.dumps(s3_example.INPUTS))
     env = base_env({**aws, "IAC_RUNNER_SECRET_apiToken": SENTINEL})
     args = ["--inputs", str(inputs), "--stack-name", "cli-s3", "--out-dir", str(out)]
     result = run_cli(["apply", str(STACKS / "s3-bucket" / "cloudformation"), *args], env)

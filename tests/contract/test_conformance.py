@@ -1,19 +1,23 @@
-"""Conformance: the same inputs file applied through the container contract to
-stacks/s3-bucket/{cloudformation,opentofu,pulumi} against moto yields the same output names, the same value/secret
-split and the same JSON types — so a resource definition can switch backends without its consumers noticing."""
+"""Conformance: the driver's whole lifecycle of `stacks/s3-bucket/<backend>` through the container contract
+against moto, the same for every backend — destroy of what never existed, create, create again (no change), an
+update, destroy, destroy again — with the same output names, value/secret split and JSON types, so a resource
+definition can switch backends without its consumers noticing."""
 
 from __future__ import annotations
 
-import json
+import stat
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import SENTINEL, STACKS, Container
-from tests.contract.test_opentofu_contract import s3_client, unique
-from tests.contract.test_pulumi_contract import PASSPHRASE
+import pytest
 
-BACKENDS = ("cloudformation", "opentofu", "pulumi")
-INPUTS = json.loads((STACKS / "s3-bucket" / "inputs.json").read_text())
+from iac_runner import backends
+from tests.helpers import SENTINEL, Container, s3_client, s3_example, ssm_client, unique
+from tests.helpers.pulumi import PASSPHRASE
+
+#: Every built-in backend has an s3-bucket stack (tests/helpers/s3_example.py says what it must leave behind).
+BACKENDS = backends.builtins()
+SHAPE = ({"bucket": "str", "arn": "str", "region": "str"}, {"tokenParameter": "str"})
 
 
 def shape(outputs: dict[str, Any]) -> dict[str, str]:
@@ -21,42 +25,52 @@ def shape(outputs: dict[str, Any]) -> dict[str, str]:
     return {name: type(value).__name__ for name, value in outputs.items()}
 
 
-def test_s3_bucket_outputs_conform_across_backends(
-    container: Container, aws: dict[str, str], stacks_repo: Path, tmp_path: Path
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_s3_bucket_lifecycle_is_the_same_on_every_backend(
+    backend: str, container: Container, aws: dict[str, str], stacks_repo: Path, tmp_path: Path
 ) -> None:
-    s3 = s3_client(aws)
+    s3, ssm = s3_client(aws), ssm_client(aws)
     s3.create_bucket(Bucket="conformance-state")
     (tmp_path / "tmp").mkdir()
-    container.env.update({**aws, "TMPDIR": str(tmp_path / "tmp"), "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE})
-    container.env.update({"IAC_RUNNER_SOURCE_URL": stacks_repo.as_uri()})
-
-    seen: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
-    for backend in BACKENDS:
-        # Distinct bucket names: the three stacks live side by side in one account.
-        bucket = f"conformance-{backend}"
-        inputs = {**INPUTS, "bucket": bucket}
-        env = {
+    container.env.update(
+        {
+            **aws,
+            "TMPDIR": str(tmp_path / "tmp"),
+            "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+            "IAC_RUNNER_SOURCE_URL": stacks_repo.as_uri(),
             "IAC_RUNNER_SOURCE_PATH": f"stacks/s3-bucket/{backend}",
             "IAC_RUNNER_STACK_NAME": unique(f"conformance-{backend}"),
             "IAC_RUNNER_STATE_URL": f"s3://conformance-state/{backend}",
         }
-        created = container.run("create", inputs, secrets={"apiToken": SENTINEL}, env=env)
-        created.assert_ok()
-        assert f"with backend {backend}" in created.log
-        values, secrets = created.json("values"), created.json("secrets")
-        seen[backend] = values, secrets
-        assert values["bucket"] == bucket and values["arn"] == f"arn:aws:s3:::{bucket}"
-        assert secrets == {"tokenParameter": f"/iac-runner/{bucket}/api-token"}
-        assert bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    )
+    secrets = {"apiToken": SENTINEL}
 
-        destroyed = container.run("destroy", inputs, secrets={"apiToken": SENTINEL}, env=env)
-        destroyed.assert_ok()
-        assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
-        assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    never_created = container.run("destroy", s3_example.INPUTS, secrets=secrets)
+    never_created.assert_ok()
+    assert never_created.json("values") == {} and never_created.json("secrets") == {}
+    assert "nothing to destroy" in never_created.log
 
-    reference_values, reference_secrets = seen["cloudformation"]
-    assert set(reference_values) == {"bucket", "arn", "region"} and set(reference_secrets) == {"tokenParameter"}
-    for backend, (values, secrets) in seen.items():
-        assert shape(values) == shape(reference_values), f"{backend}: value names or types differ"
-        assert shape(secrets) == shape(reference_secrets), f"{backend}: secret names or types differ"
-        assert values["region"] == reference_values["region"] == "us-east-1"
+    created = container.run("create", s3_example.INPUTS, secrets=secrets)
+    s3_example.assert_created(created, s3, ssm, "String" if backend == "cloudformation" else "SecureString")
+    assert f"with backend {backend}" in created.log and "resolved to commit" in created.log
+    assert (shape(created.json("values")), shape(created.json("secrets"))) == SHAPE
+    assert stat.S_IMODE(created.files["secrets"].stat().st_mode) == 0o600
+    assert not created.files["error"].exists()
+
+    unchanged = container.run("create", s3_example.INPUTS, secrets=secrets)
+    unchanged.assert_ok()
+    assert "no changes" in unchanged.log
+    assert unchanged.json("values") == created.json("values")
+    assert unchanged.json("secrets") == created.json("secrets")
+
+    updated = container.run("create", {**s3_example.INPUTS, "environment": "production"}, secrets=secrets)
+    updated.assert_ok()
+    assert s3_example.tags(s3)["environment"] == "production"
+    assert updated.json("values") == created.json("values")
+
+    s3_example.assert_destroyed(container.run("destroy", s3_example.INPUTS, secrets=secrets), s3, ssm)
+
+    again = container.run("destroy", s3_example.INPUTS, secrets=secrets)
+    again.assert_ok()
+    assert again.json("values") == {} and again.json("secrets") == {}
+    assert "nothing to destroy" in again.log

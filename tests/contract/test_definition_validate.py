@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from iac_runner.humanitec.render import TEMPLATES
-from tests.conftest import ROOT, base_env, run_cli
+from tests.helpers import ROOT, base_env, run_cli
 
 URL = "https://git.example.invalid/platform/stacks.git"
 # A clean definition; each case below breaks it in one way.

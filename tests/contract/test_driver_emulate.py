@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from iac_runner.humanitec.render import TEMPLATES
-from tests.conftest import SENTINEL, Result, base_env, run_cli
+from tests.helpers import SENTINEL, Result, base_env, run_cli, s3_example
 
-S3_INPUTS = {"bucket": "contract-bucket", "environment": "development", "versioning": True}
 # What the contract tests expect of the s3-bucket stack, whichever backend runs it.
 VALUES = {"bucket": "contract-bucket", "arn": "arn:aws:s3:::contract-bucket", "region": "us-east-1"}
 SECRETS = {"tokenParameter": "/iac-runner/contract-bucket/api-token"}
@@ -43,7 +42,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def render(tmp_path: Path, backend: str, repo: Path, env: dict[str, str], **extra: str) -> Path:
     inputs = tmp_path / "inputs.json"
-    inputs.write_text(json.dumps(S3_INPUTS))
+    inputs.write_text(json.dumps(s3_example.INPUTS))
     args = [
         "definition", "render", "--backend", backend, "--source-url", repo.as_uri(), "--ref", "main",
         "--path", f"stacks/s3-bucket/{backend}", "--resource-type", "s3",
@@ -114,7 +113,7 @@ def test_default_cloud_is_moto_and_a_failing_job_shows_its_error_file(
     """No AWS credentials: moto is started for the run. The job's failure comes back as its exit code and error."""
     definition = render(tmp_path, "cloudformation", stacks_repo, env)
     bad = tmp_path / "bad-inputs.json"
-    bad.write_text(json.dumps({**S3_INPUTS, "colour": "blue"}))
+    bad.write_text(json.dumps({**s3_example.INPUTS, "colour": "blue"}))
     result, summary = emulate(definition, "create", env, "--inputs", str(bad))
     assert result.returncode == 2, result.log
     assert "cloud: moto on http://127.0.0.1:" in result.log

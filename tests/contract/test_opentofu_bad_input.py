@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SENTINEL, Container
-from tests.contract.test_opentofu_contract import SLOW_TF, SMALL_TF, isolate, s3_client, start, unique
+from tests.helpers import SENTINEL, Container, isolate, s3_client, unique
+from tests.helpers.running import start
+from tests.helpers.tofu import SLOW_TF, SMALL_TF
 
 INPUTS = {"name": "bad-input"}
 SECRETS = {"token": SENTINEL}

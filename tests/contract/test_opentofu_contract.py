@@ -1,242 +1,24 @@
-"""The container contract for opentofu, run as the Container Driver runs it, with the real tofu (and moto).
-
-Also home of the small helpers the other OpenTofu test modules share: offline stacks, a container run started
-in the background (for locks and signals), and an isolated environment per test.
-"""
+"""The container contract for opentofu, run as the Container Driver runs it, with the real tofu (and moto)."""
 
 from __future__ import annotations
 
 import json
-import signal
 import stat
-import subprocess
-import sys
-import threading
-import time
-import uuid
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
 
-from tests.conftest import SENTINEL, STACKS, Container, Result, base_env, run_cli
-from tests.contract import s3_example
-
-RANDOM_PASSWORD = STACKS / "random-password" / "opentofu"
-S3_INPUTS = {"bucket": "contract-bucket", "environment": "development", "versioning": True}
-
-# An offline stack (built-ins only): a required string, a number with a validation rule, a map, a required
-# sensitive string; outputs of each JSON type, one of them sensitive.
-SMALL_TF = """\
-variable "name" {
-  type = string
-}
-
-variable "size" {
-  type    = number
-  default = 1
-  validation {
-    condition     = var.size >= 1 && var.size <= 100
-    error_message = "size must be between 1 and 100."
-  }
-}
-
-variable "tags" {
-  type    = map(string)
-  default = {}
-}
-
-variable "token" {
-  type      = string
-  sensitive = true
-}
-
-resource "terraform_data" "this" {
-  input = {
-    name = var.name
-    size = var.size
-    tags = var.tags
-  }
-}
-
-output "name" {
-  value = terraform_data.this.output.name
-}
-
-output "size" {
-  value = var.size
-}
-
-output "tags" {
-  value = var.tags
-}
-
-output "token" {
-  value     = var.token
-  sensitive = true
-}
-"""
-
-# A resource that takes `seconds` to create: something to hold the state lock, to interrupt, to time out.
-SLOW_TF = """\
-variable "seconds" {
-  type    = number
-  default = 20
-}
-
-resource "terraform_data" "slow" {
-  input = var.seconds
-  provisioner "local-exec" {
-    command = "echo started; sleep ${var.seconds}"
-  }
-}
-
-output "seconds" {
-  value = terraform_data.slow.output
-}
-"""
-
-
-def stack_files(folder: Path) -> dict[str, str]:
-    """A stack folder's files (lock file included), for the driver's `files` input."""
-    return {p.name: p.read_text() for p in folder.iterdir() if p.is_file()}
-
-
-def unique(prefix: str) -> str:
-    """A stack name no other test (or a concurrent run of the suite) uses: work dirs and state keys differ."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def isolate(container: Container, tmp_path: Path, **extra: str) -> Path:
-    """Private temp and work dirs for the runner, state under tmp_path (file://); returns the state dir."""
-    state = tmp_path / "state"
-    (tmp_path / "tmp").mkdir(exist_ok=True)
-    container.env.update({"TMPDIR": str(tmp_path / "tmp"), "IAC_RUNNER_STATE_URL": state.as_uri(), **extra})
-    return state
-
-
-def s3_client(aws: Mapping[str, str]) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def ssm_client(aws: Mapping[str, str]) -> Any:
-    return boto3.client(
-        "ssm",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-class Running:
-    """`iac-runner container` started in the background, exactly as Container.run would start it."""
-
-    def __init__(self, proc: subprocess.Popen[str], scripts: Path) -> None:
-        self.proc = proc
-        self.scripts = scripts
-        self.stderr: list[str] = []
-        self.stdout = ""
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-
-    def wait_for(self, text: str, timeout: float = 60) -> None:
-        expires = time.monotonic() + timeout
-        while time.monotonic() < expires:
-            if any(text in line for line in list(self.stderr)):
-                return
-            if self.proc.poll() is not None:
-                self._reader.join(5)
-                if any(text in line for line in self.stderr):
-                    return
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"{text!r} did not show up in the log:\n{''.join(self.stderr)}")
-
-    def stop(self) -> None:
-        """Leave nothing running: SIGTERM reaches the engine through the runner, as the driver's would."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-    def result(self, timeout: float = 120) -> Result:
-        assert self.proc.stdout is not None
-        self.stdout = self.proc.stdout.read()
-        code = self.proc.wait(timeout)
-        self._reader.join(10)
-        result = Result(
-            code,
-            self.stdout,
-            "".join(self.stderr),
-            out_dir=self.scripts,
-            files={
-                "values": self.scripts / "outputs.json",
-                "secrets": self.scripts / "secret-outputs.json",
-                "error": self.scripts / "error.txt",
-            },
-        )
-        assert SENTINEL not in result.log and SENTINEL not in result.error
-        assert SENTINEL not in (result.read("values") or "")
-        return result
-
-
-def start(
-    container: Container,
-    action: str = "create",
-    inputs: Mapping[str, Any] | None = None,
-    *,
-    secrets: Mapping[str, str] | None = None,
-    env: Mapping[str, str | None] | None = None,
-    files: Mapping[str, str] | None = None,
-) -> Running:
-    container.runs += 1
-    scripts = container.root / f"run{container.runs}"
-    scripts.mkdir()
-    for name, text in (files or {}).items():
-        (scripts / name).write_text(text)
-    (scripts / "inputs.json").write_text(json.dumps(inputs or {}))
-    merged: dict[str, str | None] = {
-        **container.env,
-        "ACTION": action,
-        "SCRIPTS_DIRECTORY": str(scripts),
-        "RESOURCE_INPUTS_FILE": "inputs.json",
-        "OUTPUTS_FILE": "outputs.json",
-        "SECRET_OUTPUTS_FILE": "secret-outputs.json",
-        "ERROR_FILE": "error.txt",
-        **{f"IAC_RUNNER_SECRET_{k}": v for k, v in (secrets or {}).items()},
-        **(env or {}),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "iac_runner", "container"],
-        env={k: v for k, v in merged.items() if v is not None},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return Running(proc, scripts)
-
-
-def state_resources(path: Path) -> list[str]:
-    state = json.loads(path.read_text())
-    return [f"{r['type']}.{r['name']}" for r in state.get("resources", []) if r.get("mode") == "managed"]
-
+from tests.helpers import (
+    SENTINEL,
+    STACKS,
+    Container,
+    base_env,
+    isolate,
+    run_cli,
+    s3_client,
+    unique,
+)
+from tests.helpers.tofu import SMALL_TF, stack_files, state_resources
 
 # -- the lifecycle --------------------------------------------------------------------------------------------
 
@@ -332,33 +114,6 @@ def test_state_in_moto_s3(container: Container, aws: dict[str, str], tmp_path: P
     assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
     state = json.loads(s3.get_object(Bucket="tofu-state", Key=key)["Body"].read())
     assert state["resources"] == []
-
-
-def test_s3_bucket_stack_against_moto(
-    container: Container, aws: dict[str, str], stacks_repo: Path, tmp_path: Path
-) -> None:
-    """The aws provider against moto: the same inputs and outputs as the CloudFormation S3 example."""
-    s3 = s3_client(aws)
-    s3.create_bucket(Bucket="tofu-state")
-    isolate(
-        container,
-        tmp_path,
-        **aws,
-        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
-        IAC_RUNNER_SOURCE_PATH="stacks/s3-bucket/opentofu",
-        IAC_RUNNER_STACK_NAME=unique("s3-bucket"),
-        IAC_RUNNER_STATE_URL="s3://tofu-state/stacks",
-    )
-    ssm = ssm_client(aws)
-    s3_example.assert_created(container.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL}), s3, ssm)
-
-    updated = container.run("create", {**S3_INPUTS, "environment": "production"}, secrets={"apiToken": SENTINEL})
-    updated.assert_ok()
-    assert "plan: 0 to add, 1 to change, 0 to remove" in updated.log
-    assert s3_example.tags(s3)["environment"] == "production"
-
-    destroyed = container.run("destroy", S3_INPUTS, secrets={"apiToken": SENTINEL})
-    s3_example.assert_destroyed(destroyed, s3, ssm)
 
 
 def test_output_equal_to_a_secret_input_moves_to_the_secrets_file(container: Container, tmp_path: Path) -> None:

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import SENTINEL, Container, Result, run_cli
-from tests.contract.test_opentofu_contract import unique
-from tests.contract.test_pulumi_contract import (
+from tests.helpers import SENTINEL, Container, Result, run_cli, unique
+from tests.helpers.pulumi import (
     PASSPHRASE,
     SMALL_PY,
     checkpoint,

@@ -1,141 +1,22 @@
 """The container contract for pulumi, run as the Container Driver runs it, with the real Pulumi CLI, Python
-language host and engine (dynamic providers; moto for AWS and S3 state).
-
-Also home of the small helpers the other Pulumi test modules share: offline programs, the passphrase, the
-state's layout.
-"""
+language host and engine (dynamic providers; moto for AWS and S3 state)."""
 
 from __future__ import annotations
 
 import json
 import stat
-import uuid
 from pathlib import Path
-from typing import Any
 
-from tests.conftest import SENTINEL, Container
-from tests.contract import s3_example
-from tests.contract.test_opentofu_contract import isolate, s3_client, ssm_client, unique
-
-PASSPHRASE = "contract-passphrase-0123"
-S3_INPUTS = {"bucket": "contract-bucket", "environment": "development", "versioning": True}
-RP_INPUTS = {"name": "orders-db", "length": 32, "labels": {"team": "payments"}}
-
-# An offline program (a dynamic provider that keeps its inputs, like terraform_data): a required string, a
-# number with a range check, a map, a required secret; outputs of each JSON type, a secret one, and a map that
-# holds a secret (which makes the whole output secret).
-SMALL_PY = """\
-import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
-
-
-class RecordProvider(ResourceProvider):
-    def create(self, props):
-        return CreateResult(id_=props["name"], outs=dict(props))
-
-    def diff(self, _id, olds, news):
-        changed = [k for k in ("name", "size", "tags") if olds.get(k) != news.get(k)]
-        replaces = [k for k in changed if k == "name"]
-        return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=True)
-
-    def update(self, _id, _olds, news):
-        return UpdateResult(outs=dict(news))
-
-
-class Record(Resource):
-    name: pulumi.Output[str]
-    size: pulumi.Output[int]
-    tags: pulumi.Output[dict]
-
-    def __init__(self, resource_name, props):
-        super().__init__(RecordProvider(), resource_name, props)
-
-
-config = pulumi.Config()
-name = config.require("name")
-size = config.get_int("size") or 1
-tags = config.get_object("tags") or {}
-token = config.require_secret("token")
-if not 1 <= size <= 100:
-    raise ValueError("size must be between 1 and 100.")
-
-record = Record("this", {"name": name, "size": size, "tags": tags})
-
-pulumi.export("name", record.name)
-pulumi.export("size", record.size)
-pulumi.export("tags", record.tags)
-pulumi.export("token", token)
-pulumi.export("connection", {"host": record.name.apply(lambda n: n + ".db.internal"), "port": 5432, "password": token})
-"""
-
-# A resource that takes `seconds` to create: something to interrupt and to time out.
-SLOW_PY = """\
-import time
-
-import pulumi
-from pulumi.dynamic import CreateResult, Resource, ResourceProvider
-
-
-class SlowProvider(ResourceProvider):
-    def create(self, props):
-        time.sleep(float(props["seconds"]))
-        return CreateResult(id_="slow", outs=dict(props))
-
-
-class Slow(Resource):
-    seconds: pulumi.Output[float]
-
-    def __init__(self, name, seconds):
-        super().__init__(SlowProvider(), name, {"seconds": seconds})
-
-
-config = pulumi.Config()
-slow = Slow("slow", config.get_float("seconds") or 0)
-pulumi.export("seconds", slow.seconds)
-"""
-
-
-def program(source: str, project: str = "small", runtime: str = "python") -> dict[str, str]:
-    """A Pulumi project's files, for the driver's `files` input."""
-    return {"Pulumi.yaml": f"name: {project}\nruntime: {runtime}\n", "__main__.py": source}
-
-
-def isolate_pulumi(container: Container, tmp_path: Path, **extra: str) -> Path:
-    """`isolate` (private temp dir, file:// state under tmp_path) plus the stack's passphrase; returns the state."""
-    return isolate(container, tmp_path, PULUMI_CONFIG_PASSPHRASE=PASSPHRASE, **extra)
-
-
-def checkpoint(state: Path, project: str, stack: str) -> dict[str, Any]:
-    """The stack's latest deployment in a file:// state (pulumi's DIY backend, project-scoped layout)."""
-    data = json.loads((state / ".pulumi" / "stacks" / project / f"{stack}.json").read_text())
-    # `pulumi stack import` writes the checkpoint's keys capitalised (Go field names); pulumi reads both.
-    latest: dict[str, Any] = data["checkpoint"].get("latest") or data["checkpoint"].get("Latest") or {}
-    return latest
-
-
-def managed(deployment: dict[str, Any]) -> list[str]:
-    """The deployment's resources other than the stack and its providers, as `type.name`."""
-    return sorted(
-        f"{r['type']}.{r['urn'].rsplit('::', 1)[-1]}"
-        for r in deployment.get("resources", [])
-        if not r["type"].startswith(("pulumi:pulumi:", "pulumi:providers:"))
-    )
-
-
-def lock_files(state: Path, project: str, stack: str) -> list[Path]:
-    folder = state / ".pulumi" / "locks" / "organization" / project / stack
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
-
-
-def write_lock(state: Path, project: str, stack: str) -> Path:
-    """A lock left by a dead run, written as pulumi 3.79's DIY backend writes one (`lockContent` in
-    pkg/backend/filestate/lock.go, at `.pulumi/locks/<org>/<project>/<stack>/<uuid>.json`)."""
-    path = state / ".pulumi" / "locks" / "organization" / project / stack / f"{uuid.uuid4()}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    content = {"pid": 999999, "username": "ghost", "hostname": "dead-runner", "timestamp": "2024-01-02T03:04:05Z"}
-    path.write_text(json.dumps(content))
-    return path
-
+from tests.helpers import SENTINEL, Container, s3_client, unique
+from tests.helpers.pulumi import (
+    RP_INPUTS,
+    SMALL_PY,
+    checkpoint,
+    isolate_pulumi,
+    lock_files,
+    managed,
+    program,
+)
 
 # -- the lifecycle --------------------------------------------------------------------------------------------
 
@@ -243,39 +124,6 @@ def test_typed_and_nested_secret_outputs_with_state_in_moto_s3(
     assert destroyed.json("values") == {} and destroyed.json("secrets") == {}
     stored = s3.get_object(Bucket="pulumi-state", Key=stack_key)["Body"].read().decode()
     assert managed(json.loads(stored)["checkpoint"]["latest"]) == []
-
-
-def test_s3_bucket_stack_against_moto(
-    container: Container, aws: dict[str, str], stacks_repo: Path, tmp_path: Path
-) -> None:
-    """Dynamic providers calling AWS through boto3 in the provider's own process: the environment (moto's
-    endpoint, credentials, region) reaches it, and create/update/delete are real."""
-    s3 = s3_client(aws)
-    s3.create_bucket(Bucket="pulumi-state")
-    isolate_pulumi(
-        container,
-        tmp_path,
-        **aws,
-        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
-        IAC_RUNNER_SOURCE_PATH="stacks/s3-bucket/pulumi",
-        IAC_RUNNER_STACK_NAME=unique("s3-bucket"),
-        IAC_RUNNER_STATE_URL="s3://pulumi-state/stacks",
-    )
-    ssm = ssm_client(aws)
-    s3_example.assert_created(container.run("create", S3_INPUTS, secrets={"apiToken": SENTINEL}), s3, ssm)
-
-    changed = {**S3_INPUTS, "environment": "production", "versioning": False}
-    updated = container.run("create", changed, secrets={"apiToken": SENTINEL})
-    updated.assert_ok()
-    assert "bucket: done (change)" in updated.log and "changes: {'update': 1}" in updated.log
-    assert s3_example.tags(s3) == {"environment": "production", "managed-by": "iac-runner"}
-    assert s3.get_bucket_versioning(Bucket=s3_example.BUCKET)["Status"] == "Suspended"
-
-    destroyed = container.run("destroy", changed, secrets={"apiToken": SENTINEL})
-    s3_example.assert_destroyed(destroyed, s3, ssm)
-
-
-# -- companion files: the stack's own Pulumi.<stack>.yaml --------------------------------------------------------
 
 
 def test_stack_config_file_beside_the_program_is_honoured(container: Container, tmp_path: Path) -> None:

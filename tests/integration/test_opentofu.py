@@ -12,16 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SENTINEL, Container, Result, base_env, run_cli
-from tests.contract.test_opentofu_contract import (
-    RANDOM_PASSWORD,
-    SLOW_TF,
-    isolate,
-    stack_files,
-    start,
-    state_resources,
-    unique,
-)
+from tests.helpers import SENTINEL, Container, Result, base_env, isolate, run_cli, unique
+from tests.helpers.running import start
+from tests.helpers.tofu import RANDOM_PASSWORD, SLOW_TF, stack_files, state_resources
 
 RANDOM_INPUTS = {"name": "orders-db", "length": 20, "labels": {"team": "payments"}}
 

@@ -9,18 +9,9 @@ import signal
 import time
 from pathlib import Path
 
-from tests.conftest import SENTINEL, Container, base_env, run_cli
-from tests.contract.test_opentofu_contract import start, unique
-from tests.contract.test_pulumi_contract import (
-    PASSPHRASE,
-    SLOW_PY,
-    SMALL_PY,
-    checkpoint,
-    isolate_pulumi,
-    lock_files,
-    managed,
-    program,
-)
+from tests.helpers import SENTINEL, Container, base_env, run_cli, unique
+from tests.helpers.pulumi import PASSPHRASE, SLOW_PY, SMALL_PY, checkpoint, isolate_pulumi, lock_files, managed, program
+from tests.helpers.running import start
 
 
 def test_sigterm_during_a_slow_resource_stops_cleanly_and_a_rerun_converges(

@@ -28,8 +28,8 @@ from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
 from iac_runner.job.settings import Settings
 from iac_runner.job.source import DEFAULT_USERNAME, Source, checkout, safe_url, stack_folder
-from tests.conftest import SENTINEL, Container, base_env, git, make_repo, run_cli
-from tests.gitserver import GitServer, process_args, serving
+from tests.helpers import SENTINEL, Container, base_env, git, make_repo, run_cli
+from tests.helpers.gitserver import GitServer, process_args, serving
 
 TOKEN = "tkn-5b7e1f93c2d84a06"
 WRONG_TOKEN = "tkn-wrong-0e4c71aa"

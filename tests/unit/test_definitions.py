@@ -26,7 +26,7 @@ from iac_runner.humanitec.model import (
 from iac_runner.humanitec.render import TEMPLATES, RenderRequest, check_manifest, render
 from iac_runner.humanitec.validate import check_static, parse_inputs
 from iac_runner.job.settings import load_stack_file
-from tests.conftest import STACKS
+from tests.helpers import STACKS
 
 kubernetes_validate: Any = importlib.import_module("kubernetes_validate")
 

@@ -35,7 +35,9 @@ def _imports(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.lineno, node.module))
             # `from iac_runner import backends` imports the subpackage.
-            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names if node.module == "iac_runner"]
+            found += [
+                (node.lineno, f"{node.module}.{alias.name}") for alias in node.names if node.module == "iac_runner"
+            ]
     return found
 
 

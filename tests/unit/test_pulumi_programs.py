@@ -19,7 +19,7 @@ import pulumi
 import pytest
 from pulumi.runtime import MockCallArgs, MockResourceArgs, Mocks
 
-from tests.conftest import SENTINEL, STACKS
+from tests.helpers import SENTINEL, STACKS
 
 try:
     import pulumi_aws  # noqa: F401 - the programs import it; fail here, with the fix, when it is missing

@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import SENTINEL, Result
+from tests.helpers import SENTINEL, Result
 
 BUCKET = "contract-bucket"
+INPUTS = {"bucket": BUCKET, "environment": "development", "versioning": True}
 PARAMETER = f"/iac-runner/{BUCKET}/api-token"
 
 
-def assert_created(created: Result, s3: Any, ssm: Any) -> None:
+def assert_created(created: Result, s3: Any, ssm: Any, parameter_type: str = "SecureString") -> None:
+    """`parameter_type`: CloudFormation cannot create a SecureString parameter (AWS::SSM::Parameter), so its
+    stack stores the token as a String."""
     created.assert_ok()
-    # The same outputs, split and types as the CloudFormation twin (tests/contract/test_cloudformation_contract.py).
     assert created.json("values") == {"bucket": BUCKET, "arn": f"arn:aws:s3:::{BUCKET}", "region": "us-east-1"}
     assert created.json("secrets") == {"tokenParameter": PARAMETER}
     assert tags(s3) == {"environment": "development", "managed-by": "iac-runner"}
     assert s3.get_bucket_versioning(Bucket=BUCKET)["Status"] == "Enabled"
     parameter = ssm.get_parameter(Name=PARAMETER, WithDecryption=True)["Parameter"]
-    assert parameter["Value"] == SENTINEL and parameter["Type"] == "SecureString"
+    assert parameter["Value"] == SENTINEL and parameter["Type"] == parameter_type
 
 
 def assert_destroyed(destroyed: Result, s3: Any, ssm: Any) -> None:
