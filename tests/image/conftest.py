@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, Result, _check_no_leak
+from tests.helpers import ROOT, Result, check_no_leak
 
 ENGINE = ROOT / "tools" / "docker-engine.sh"
 BUILD = ROOT / "image" / "build.sh"
@@ -164,7 +164,7 @@ class DockerJob:
 
     def result(self, code: int, stdout: str, stderr: str, scripts: Path) -> Job:
         result = Result(code, stdout, stderr, scripts, {k: scripts / v for k, v in FILES.items()})
-        _check_no_leak(result)
+        check_no_leak(result)
         return Job(result, scripts)
 
     def run(
@@ -253,5 +253,5 @@ class DockerJob:
             check=False,
         )
         result = Result(proc.returncode, proc.stdout, proc.stderr)
-        _check_no_leak(result)
+        check_no_leak(result)
         return result
