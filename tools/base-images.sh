@@ -69,7 +69,7 @@ mirror_of() {
 }
 
 make_debian() {
-    local t0=$SECONDS mirror security root arch
+    local t0=$SECONDS mirror security root arch epoch
     [[ $(id -u) == 0 ]] || fail "debootstrap needs root (this is uid $(id -u))."
     if [[ ! -f /etc/debian_version ]] || ! command -v apt-get >/dev/null 2>&1; then
         fail "making $debian_name needs a Debian machine (debootstrap, apt); elsewhere pull the official images."
@@ -120,6 +120,14 @@ make_debian() {
         chroot "$1" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o Dpkg::Use-Pty=0 upgrade >/dev/null"
     ' sh "$root" || fail "apt-get upgrade in the new root failed."
 
+    # The same mirror state gives the same layer: dates in the tree are the newest suite's Release date
+    # (shadow's "last changed" days), not today's, and ldconfig's aux-cache (inode numbers) goes.
+    epoch=$(sed -n 's/^Date: //p' "$root"/var/lib/apt/lists/*InRelease | while IFS= read -r d; do
+        date -u -d "$d" +%s
+    done | sort -n | tail -n 1)
+    [[ -n $epoch ]] || fail "no Release date in the new root's apt lists."
+    sed -i -E "s/^([^:]*:[^:]*:)[0-9]+:/\1$((epoch / 86400)):/" "$root/etc/shadow"
+    rm -f -- "$root/var/cache/ldconfig/aux-cache"
     find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
     find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
     rm -rf "$root"/usr/share/{man,info,groff,lintian,linda,locale}/* "$root"/var/lib/apt/lists/* \
@@ -131,7 +139,8 @@ make_debian() {
 
     log "docker import $debian_name"
     # Sorted, with fixed times: the same packages give the same layer.
-    tar --numeric-owner --xattrs --sort=name --mtime=@0 --clamp-mtime -C "$root" -c . |
+    tar --numeric-owner --xattrs --pax-option=delete=atime,delete=ctime --sort=name --mtime=@0 --clamp-mtime \
+        -C "$root" -c . |
         "$docker" import --change 'CMD ["bash"]' - "$debian_name" >/dev/null
     rm -rf -- "$root"
     trap - EXIT
