@@ -57,12 +57,14 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="iac-driver-runner" \
       org.opencontainers.image.description="Runs OpenTofu, Pulumi and CloudFormation stacks as a Container Driver job" \
       org.opencontainers.image.licenses="Apache-2.0"
-RUN --mount=type=bind,source=image,target=/tmp/image \
+# The scripts are bound one by one: a change elsewhere in image/ does not rebuild these layers.
+RUN --mount=type=bind,source=image/install-system-packages.sh,target=/tmp/image/install-system-packages.sh \
+    --mount=type=bind,source=image/dpkg-excludes.cfg,target=/tmp/image/dpkg-excludes.cfg \
     /tmp/image/install-system-packages.sh --dpkg-config /tmp/image/dpkg-excludes.cfg \
         git openssh-client ca-certificates
 COPY --from=engines /opt/iac-runner/ /opt/iac-runner/
 COPY --from=runner /opt/iac-runner/venv/ /opt/iac-runner/venv/
-RUN --mount=type=bind,source=image,target=/tmp/image \
+RUN --mount=type=bind,source=image/create-user.sh,target=/tmp/image/create-user.sh \
     /tmp/image/create-user.sh / 1000 runner /home/runner
 # The runner finds the engines on PATH and tofu's offline provider mirror through TF_CLI_CONFIG_FILE. It writes
 # only under HOME (tofu's plugin cache, Pulumi's home, virtualenvs) and /tmp (its container-mode work dirs).

@@ -48,8 +48,15 @@ def _no_engine(reason: str) -> None:
 
 
 def _write_line(config: pytest.Config, line: str) -> None:
+    """A line on the terminal even while pytest captures the output (fixtures run captured)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    if capture is None:
+        reporter.write_line(line)
+        return
+    with capture.global_and_fixture_disabled():
         reporter.write_line(line)
 
 

@@ -148,7 +148,7 @@ def resolve_script(stage: Stage, inst: Instruction, path: str) -> Path | None:
         opts = dict(part.partition("=")[::2] for part in mount.split(","))
         if opts.get("type") == "bind" and "from" not in opts:
             target = opts.get("target") or opts.get("dst") or opts.get("destination", "")
-            if absolute.startswith(target.rstrip("/") + "/"):
+            if absolute == target or absolute.startswith(target.rstrip("/") + "/"):
                 return ROOT / opts.get("source", ".") / os.path.relpath(absolute, target)
     for copy in stage.all("COPY"):
         if copy.line > inst.line:
