@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint unit integration contract bench tools clean
+.PHONY: setup demo test lint unit integration contract bench tools image clean
 
 setup: $(STAMP) tools
 
@@ -45,6 +45,12 @@ contract: setup
 
 test: lint
 	$(BIN)/python -m pytest tests -q
+
+# The Container Driver image, tagged iac-driver-runner:local: a Docker engine (started here when there is none and
+# this is a Debian machine with root), the official bases or ones made from Debian's packages, the tool cache as
+# the engines' seed (see image/build.sh). Prints the build time, the image size and its largest layers.
+image:
+	image/build.sh
 
 bench: setup
 	$(BIN)/python -m bench

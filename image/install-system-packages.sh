@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages of the image's final stage, without recommends, leaving no apt lists or caches.
 #
-# Usage: image/install-system-packages.sh [--simulate DIR] PACKAGE...
-#   (the Dockerfile: git openssh-client ca-certificates)
+# Usage: image/install-system-packages.sh [--simulate DIR] [--dpkg-config FILE] PACKAGE...
+#   (the Dockerfile: --dpkg-config /tmp/image/dpkg-excludes.cfg git openssh-client ca-certificates)
+#
+#   --dpkg-config FILE  installed as /etc/dpkg/dpkg.cfg.d/iac-driver-runner before the packages, e.g. to
+#                   leave out files with path-exclude lines (image/dpkg-excludes.cfg); ignored with --simulate,
+#                   which lists packages, not files
 #
 #   --simulate DIR  change nothing: apt-get's dry run against an empty package database kept in DIR
 #                   (a fresh folder), using this machine's package lists. It prints every package a
@@ -15,14 +19,18 @@ set -euo pipefail
 
 log() { printf '[image-packages] %s\n' "$*" >&2; }
 fail() { printf '[image-packages] FAILED: %s\n' "$*" >&2; exit 1; }
-usage() { printf 'usage: %s [--simulate DIR] PACKAGE...\n' "${0##*/}" >&2; exit 2; }
+usage() { printf 'usage: %s [--simulate DIR] [--dpkg-config FILE] PACKAGE...\n' "${0##*/}" >&2; exit 2; }
 
-simulate=""
-if [[ ${1:-} == --simulate ]]; then
+simulate="" dpkg_config=""
+while [[ ${1:-} == --* ]]; do
     [[ -n ${2:-} ]] || usage
-    simulate=$2
+    case $1 in
+    --simulate) simulate=$2 ;;
+    --dpkg-config) dpkg_config=$2 ;;
+    *) usage ;;
+    esac
     shift 2
-fi
+done
 [[ $# -ge 1 ]] || usage
 for p in "$@"; do
     [[ $p =~ ^[a-z0-9][a-z0-9+.-]+$ ]] || fail "'$p' is not a Debian package name."
@@ -42,6 +50,11 @@ if [[ -n $simulate ]]; then
 fi
 
 [[ $(id -u) == 0 ]] || fail "installing packages needs root (or use --simulate DIR)."
+if [[ -n $dpkg_config ]]; then
+    [[ -f $dpkg_config ]] || fail "$dpkg_config does not exist."
+    install -m 0644 -- "$dpkg_config" /etc/dpkg/dpkg.cfg.d/iac-driver-runner
+    log "dpkg config: $(grep -c '^path-exclude' "$dpkg_config") path excludes from ${dpkg_config##*/}"
+fi
 export DEBIAN_FRONTEND=noninteractive
 log "apt-get install --no-install-recommends $*"
 apt-get update -qq

