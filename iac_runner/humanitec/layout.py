@@ -23,6 +23,7 @@ from iac_runner.common.files import write_atomic
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
 from iac_runner.humanitec.model import DriverSource
+from iac_runner.job.companions import companions
 from iac_runner.job.settings import Settings, validation_message
 from iac_runner.job.source import GitSource, SourceError, checkout, git_auth, stack_folder
 
@@ -67,16 +68,10 @@ def write_files(scripts: Path, files: Mapping[str, str], mode: int = 0o644) -> N
         write_atomic(target, text, mode)
 
 
-def companions(backend: Backend, scripts: Path) -> list[Path]:
-    """The driver's files at the shared directory's root that belong beside the stack (its tfvars, its backend,
-    its stack config: `Backend.companions`)."""
-    return sorted({p for pattern in backend.companions for p in scripts.glob(pattern) if p.is_file()})
-
-
 def place_companions(backend: Backend, scripts: Path, folder: Path) -> list[str]:
     """Copy the companions beside the stack, as the runner's job does in every layout; returns their names."""
     placed = []
-    for path in companions(backend, scripts):
+    for path in companions(backend, scripts).values():
         if path.parent != folder:
             shutil.copyfile(path, folder / path.name)
             placed.append(path.name)
@@ -90,6 +85,6 @@ def companions_keep_state(backend: Backend, scripts: Path) -> bool:
     if not found:
         return False
     with tempfile.TemporaryDirectory(prefix="iac-runner-companions-") as tmp:
-        for path in found:
+        for path in found.values():
             shutil.copyfile(path, Path(tmp) / path.name)
         return not backend.needs_state(Path(tmp))

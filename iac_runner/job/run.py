@@ -26,6 +26,7 @@ from iac_runner.common.log import log
 from iac_runner.common.process import Deadline, forward_signals
 from iac_runner.common.secrets import REGISTRY
 from iac_runner.job import outputs as outputs_mod
+from iac_runner.job.companions import companions
 from iac_runner.job.guard import Guard
 from iac_runner.job.outputs import OutputFiles
 from iac_runner.job.report import RunReport
@@ -93,7 +94,7 @@ def execute(request: RunRequest) -> RunResult:
             stack_file=stack_file,
             deadline=deadline,
             work_dir=paths.private_dir(work / "engine"),
-            state_url=_state_url(settings, backend, source.folder, request.container),
+            state_url=_state_url(settings, backend, view, request.container),
             env=dict(os.environ),
             lock_timeout=settings.lock_timeout,
             init_timeout=settings.init_timeout,
@@ -169,11 +170,7 @@ def _companions(backend: Backend, request: RunRequest, source: Source) -> dict[s
     scripts = request.base_dir.resolve()
     if not request.container or source.folder == scripts:
         return {}
-    found: dict[str, Path] = {}
-    for pattern in backend.companions:
-        for path in sorted(scripts.glob(pattern)):
-            if path.is_file():
-                found[path.name] = path
+    found = companions(backend, scripts)
     for name in found:
         replaces = " (it replaces the stack's own)" if (source.folder / name).exists() else ""
         log.info(f"using {name} from SCRIPTS_DIRECTORY beside the stack{replaces}")

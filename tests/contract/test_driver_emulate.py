@@ -483,12 +483,6 @@ def test_the_readme_definition_passes_validate(tmp_path: Path, stacks_repo: Path
     assert "backend.tf, terraform.tfvars.json from `files` join the stack in stacks/s3-bucket/opentofu" in result.log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15 defect 1, the lead's (iac_runner/job/): the runner brings the driver's files from "
-    "SCRIPTS_DIRECTORY's root beside the stack only after its own checkout, so with the driver's checkout the tfvars "
-    "and backend.tf are not used",
-)
 def test_the_readme_definition_runs_like_the_driver(
     tmp_path: Path, env: dict[str, str], stacks_repo: Path, aws: dict[str, str]
 ) -> None:
