@@ -110,7 +110,7 @@ class OpenTofuBackend(BackendDefaults):
         with _Tofu(ctx) as tofu:
             tofu.init()
             tofu.check_secret_names()
-            return tofu.plan(save=False).summary
+            return tofu.plan().summary
 
     def apply(self, ctx: StackContext) -> list[Output]:
         with _Tofu(ctx) as tofu:
@@ -278,22 +278,23 @@ class _Tofu:
         if not set(self.ctx.secret_inputs) <= config.variable_names(self.ctx.folder):
             self.check_inputs(required=False)
 
-    def plan(self, save: bool) -> _Planned:
+    def plan(self) -> _Planned:
         with self.ctx.events.phase("plan"):
-            return self.retry.run(lambda: self._plan(save), "tofu plan")
+            return self.retry.run(self._plan, "tofu plan")
 
-    def _plan(self, save: bool, refresh_only: bool = False) -> _Planned:
+    def _plan(self, refresh_only: bool = False) -> _Planned:
+        """A saved plan (in the private work dir, removed with the run): apply runs it, and `tofu show` reads
+        the attributes that force a replacement from it, for a plan too."""
         log.step("tofu plan" + (" -refresh-only" if refresh_only else ""))
         found = diag.Diagnostics(show_changes=not refresh_only)
-        out = self.plan_file if save else None
-        done = self.run(self.commands.plan(out=out, refresh_only=refresh_only), found.line, doing="planning")
+        done = self.run(self.commands.plan(out=self.plan_file, refresh_only=refresh_only), found.line, doing="planning")
         if found.version:
             self.ctx.events.engine_version(Path(self.binary).name, found.version)
         undeclared = [w for w in found.warnings if w.get("summary") == "Value for undeclared variable"]
         if done.returncode == 1 or found.errors or undeclared:
             raise self._plan_error(found.errors or undeclared, done)
         changes = tuple(found.changes)
-        if save and any(c.action in ("replace", "remove") for c in changes):
+        if any(c.action in ("replace", "remove") for c in changes):
             changes = self._with_replace_paths(changes)
         summary = ChangeSummary(changes)
         if not refresh_only:
@@ -311,7 +312,7 @@ class _Tofu:
         return changes
 
     def plan_and_apply(self) -> None:
-        planned = self.plan(save=True)
+        planned = self.plan()
         self.ctx.approve(planned.summary)
         if not planned.changes:
             log.info("no changes: the infrastructure matches the configuration")
@@ -410,7 +411,7 @@ class _Tofu:
         """`plan -refresh-only`: what the real infrastructure changed behind the state's back (nothing is written
         to the state: the plan is not applied)."""
         with self.ctx.events.phase("refresh"):
-            self.retry.run(lambda: self._plan(save=True, refresh_only=True), "tofu plan -refresh-only")
+            self.retry.run(lambda: self._plan(refresh_only=True), "tofu plan -refresh-only")
             done = self.run(self.commands.show(self.plan_file), lambda line: None, doing="reading the drift")
         try:
             found = diag.drift(json.loads(done.stdout))
