@@ -27,7 +27,9 @@ _TRANSIENT = re.compile(
     r"|(?P<throttle>Throttl\w*|RequestLimitExceeded|TooManyRequests\w*|SlowDown|Rate exceeded)"
     r"|(?P<network>connection reset|connection refused|broken pipe|i/o timeout|timed out|unexpected EOF"
     r"|early EOF|remote end hung up|RPC failed|could not resolve host|temporary failure in name resolution"
-    r"|failed to connect|connection closed|no route to host)",
+    r"|failed to connect|connection closed|no route to host"
+    # curl's words, through git: a connection dropped before or while the answer came.
+    r"|empty reply from server|recv failure|send failure|couldn't connect to server)",
     re.IGNORECASE,
 )
 

@@ -1,0 +1,189 @@
+"""Transient faults and phase limits, made to happen for real through a loopback proxy (tests/helpers/faultproxy.py)
+in front of the git server and moto: a fault that goes away is retried (each retry logged with its reason and
+wait) and the run succeeds; one that stays ends the run after IAC_RUNNER_RETRIES retries with the last error; a
+change that may have started is never sent again; a phase that stalls ends at its own limit (exit 3, naming the
+phase), long before the run's."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import SENTINEL, STACKS, Container, Result, gitserver, make_repo, s3_client, s3_example, unique
+from tests.helpers.faultproxy import Fault, FaultProxy, serving
+
+TOKEN = "tkn-faults-4e1d90b7"
+CFN_FILES = {
+    "template.yaml": (STACKS / "s3-bucket" / "cloudformation" / "template.yaml").read_text(),
+    "iac-runner.yaml": "secret_outputs: [tokenParameter]\n",
+}
+SECRETS = {"apiToken": SENTINEL}
+RETRY = re.compile(
+    r"(?P<doing>[^\n]*?) failed with (?P<reason>[^\n]+): retry (?P<n>\d+) of (?P<of>\d+) in (?P<wait>[\d.]+) s"
+)
+
+
+def retries(result: Result) -> list[dict[str, str]]:
+    """The retries the run logged: what failed, why, which retry, and the wait."""
+    return [m.groupdict() for m in RETRY.finditer(result.log)]
+
+
+def assert_retried(result: Result, count: int, reason: str, bound: int = 2) -> None:
+    found = retries(result)
+    assert [int(r["n"]) for r in found] == list(range(1, count + 1)), result.log
+    for retry in found:
+        assert reason in retry["reason"], retry
+        assert int(retry["of"]) == bound
+        # Exponential backoff with jitter: retry n waits between half and all of 2**(n-1) s.
+        assert 2 ** (int(retry["n"]) - 1) / 2 <= float(retry["wait"]) <= 2 ** (int(retry["n"]) - 1), retry
+
+
+# -- git ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def git_proxy(tmp_path: Path) -> Iterator[FaultProxy]:
+    """The stacks repository on the loopback git server (token auth), behind the fault proxy."""
+    make_repo(tmp_path / "repos" / "stacks.git")
+    with gitserver.serving(tmp_path / "repos", TOKEN) as server, serving(f"http://127.0.0.1:{server.port}") as proxy:
+        yield proxy
+
+
+def from_git(container: Container, aws: dict[str, str], proxy: FaultProxy, **extra: str) -> None:
+    container.env.update(
+        {**aws, "IAC_RUNNER_SOURCE_URL": f"{proxy.url}/stacks.git", "IAC_RUNNER_SOURCE_TOKEN": TOKEN,
+         "IAC_RUNNER_SOURCE_PATH": "stacks/s3-bucket/cloudformation", "IAC_RUNNER_STACK_NAME": unique("git"), **extra}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("503", "a server error"), ("reset", "a network error")])
+def test_git_faults_that_go_away_are_retried(
+    fault: Fault, reason: str, container: Container, aws: dict[str, str], git_proxy: FaultProxy
+) -> None:
+    from_git(container, aws, git_proxy)
+    git_proxy.fail_next(2, fault)
+    created = container.run("create", s3_example.INPUTS, secrets=SECRETS)
+    created.assert_ok()
+    assert_retried(created, 2, reason)
+    assert all(r["doing"].endswith("git ls-remote") for r in retries(created))
+    assert len(git_proxy.faulted()) == 2
+    assert created.json("values")["bucket"] == s3_example.BUCKET
+
+
+def test_a_git_fault_that_stays_ends_the_run_after_the_bound(
+    container: Container, aws: dict[str, str], git_proxy: FaultProxy
+) -> None:
+    from_git(container, aws, git_proxy, IAC_RUNNER_RETRIES="3")
+    git_proxy.fail_next(100, "503")
+    result = container.run("create", s3_example.INPUTS, secrets=SECRETS)
+    assert result.returncode == 2, result.log
+    assert_retried(result, 3, "a server error", bound=3)
+    assert git_proxy.count() == 4, "one attempt and three retries"
+    assert result.error.startswith(f"The git repository {git_proxy.url}/stacks.git could not be reached.")
+    assert "returned error: 503" in result.error, "the last error is reported"
+    assert s3_client(aws).list_buckets()["Buckets"] == [], "nothing was changed"
+
+
+def test_a_refused_token_is_not_retried(container: Container, aws: dict[str, str], git_proxy: FaultProxy) -> None:
+    from_git(container, aws, git_proxy, IAC_RUNNER_SOURCE_TOKEN="tkn-wrong-70c1d2")
+    result = container.run("create", s3_example.INPUTS, secrets=SECRETS)
+    assert result.returncode == 2, result.log
+    assert "Git refused the credentials" in result.error
+    assert retries(result) == []
+
+
+# -- the CloudFormation API -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cfn_proxy(container: Container, aws: dict[str, str], tmp_path: Path) -> Iterator[FaultProxy]:
+    """moto behind the fault proxy, the runner's only way to it."""
+    with serving(aws["AWS_ENDPOINT_URL"]) as proxy:
+        (tmp_path / "tmp").mkdir()
+        container.env.update({**aws, "AWS_ENDPOINT_URL": proxy.url, "IAC_RUNNER_STACK_NAME": unique("cfn"),
+                              "TMPDIR": str(tmp_path / "tmp")})  # fmt: skip
+        yield proxy
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [("503", "an answer that is not the API's"), ("throttle", "throttling (Throttling)"), ("reset", "a network error")],
+)
+def test_cloudformation_faults_that_go_away_are_retried(
+    fault: Fault, reason: str, container: Container, aws: dict[str, str], cfn_proxy: FaultProxy
+) -> None:
+    cfn_proxy.fail_next(2, fault)
+    created = container.run("create", s3_example.INPUTS, secrets=SECRETS, files=CFN_FILES)
+    created.assert_ok()
+    assert_retried(created, 2, reason)
+    assert len(cfn_proxy.faulted()) == 2
+    assert created.json("values")["bucket"] == s3_example.BUCKET
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("throttle", 1, "CloudFormation failed while reading the stack: Rate exceeded"),
+        # Before anything changed, an endpoint that never answers as the API does is the job's network path.
+        ("503", 2, "The AWS endpoint gave no answer the SDK can read while reading the stack."),
+        ("reset", 2, "The AWS endpoint could not be reached while reading the stack."),
+    ],
+)
+def test_a_cloudformation_fault_that_stays_ends_the_run_after_the_bound(
+    case: tuple[Fault, int, str], container: Container, aws: dict[str, str], cfn_proxy: FaultProxy
+) -> None:
+    fault, code, error = case
+    cfn_proxy.fail_next(100, fault)
+    result = container.run("create", s3_example.INPUTS, secrets=SECRETS, files=CFN_FILES)
+    assert result.returncode == code, result.log
+    assert len(retries(result)) == 2, result.log
+    assert cfn_proxy.count() == 3, "one attempt and two retries"
+    assert result.error.startswith(error), result.error
+    assert s3_client(aws).list_buckets()["Buckets"] == [], "nothing was changed"
+
+
+def test_no_retries_with_retries_zero(container: Container, aws: dict[str, str], cfn_proxy: FaultProxy) -> None:
+    cfn_proxy.fail_next(1, "throttle")
+    result = container.run("create", s3_example.INPUTS, secrets=SECRETS, files=CFN_FILES,
+                           env={"IAC_RUNNER_RETRIES": "0"})  # fmt: skip
+    assert result.returncode == 1, result.log
+    assert retries(result) == [] and cfn_proxy.count() == 1
+    assert "Rate exceeded" in result.error
+
+
+@pytest.mark.parametrize("fault", ["throttle", "503", "reset"])
+def test_throttled_polls_never_execute_the_change_set_again(
+    fault: Fault, container: Container, aws: dict[str, str], cfn_proxy: FaultProxy
+) -> None:
+    cfn_proxy.fail_next(2, fault, after="ExecuteChangeSet")
+    created = container.run("create", s3_example.INPUTS, secrets=SECRETS, files=CFN_FILES)
+    created.assert_ok()
+    assert len(retries(created)) == 2, created.log
+    assert cfn_proxy.count("ExecuteChangeSet") == 1
+
+
+def test_an_execution_whose_answer_is_lost_is_not_sent_again(
+    container: Container, aws: dict[str, str], cfn_proxy: FaultProxy
+) -> None:
+    """ExecuteChangeSet reaches CloudFormation, which starts the change; the answer is lost. The runner reads the
+    change set's ExecutionStatus instead of sending it again, and waits for the change to finish."""
+    cfn_proxy.fail_next(1, "drop", matching="ExecuteChangeSet")
+    created = container.run("create", s3_example.INPUTS, secrets=SECRETS, files=CFN_FILES)
+    created.assert_ok()
+    assert "executing the change set failed with a network error" in created.log
+    assert cfn_proxy.count("ExecuteChangeSet", reached_server=True) == 1
+    assert created.json("values")["bucket"] == s3_example.BUCKET
+
+
+def test_a_throttled_execution_is_sent_again_once_it_is_known_not_to_have_started(
+    container: Container, aws: dict[str, str], cfn_proxy: FaultProxy
+) -> None:
+    cfn_proxy.fail_next(1, "throttle", matching="ExecuteChangeSet")
+    created = container.run("create", s3_example.INPUTS, secrets=SECRETS, files=CFN_FILES)
+    created.assert_ok()
+    assert "executing the change set failed with throttling" in created.log
+    assert cfn_proxy.count("ExecuteChangeSet") == 2
+    assert cfn_proxy.count("ExecuteChangeSet", reached_server=True) == 1
