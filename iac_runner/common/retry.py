@@ -29,7 +29,9 @@ _TRANSIENT = re.compile(
     r"|early EOF|remote end hung up|RPC failed|could not resolve host|temporary failure in name resolution"
     r"|failed to connect|connection closed|no route to host"
     # curl's words, through git: a connection dropped before or while the answer came.
-    r"|empty reply from server|recv failure|send failure|couldn't connect to server)",
+    r"|empty reply from server|recv failure|send failure|couldn't connect to server"
+    # Go's (tofu, its providers and state backends, pulumi): the AWS SDK's, and net/http's `Get "url": EOF`.
+    r'|request send failed|": EOF\b)',
     re.IGNORECASE,
 )
 

@@ -14,6 +14,8 @@ import pytest
 
 from tests.helpers import SENTINEL, STACKS, Container, Result, gitserver, make_repo, s3_client, s3_example, unique
 from tests.helpers.faultproxy import Fault, FaultProxy, serving
+from tests.helpers.pulumi import PASSPHRASE, SMALL_PY, program
+from tests.helpers.tofu import SMALL_TF
 
 TOKEN = "tkn-faults-4e1d90b7"
 CFN_FILES = {
@@ -21,6 +23,9 @@ CFN_FILES = {
     "iac-runner.yaml": "secret_outputs: [tokenParameter]\n",
 }
 SECRETS = {"apiToken": SENTINEL}
+#: How often the engines' AWS SDK tries one request to the S3 state backend itself (tofu's `max_retries` default;
+#: the SDK's default for pulumi's gocloud s3blob).
+TOFU_S3_ATTEMPTS, PULUMI_S3_ATTEMPTS = 5, 3
 RETRY = re.compile(
     r"(?P<doing>[^\n]*?) failed with (?P<reason>[^\n]+): retry (?P<n>\d+) of (?P<of>\d+) in (?P<wait>[\d.]+) s"
 )
@@ -187,3 +192,120 @@ def test_a_throttled_execution_is_sent_again_once_it_is_known_not_to_have_starte
     assert "executing the change set failed with throttling" in created.log
     assert cfn_proxy.count("ExecuteChangeSet") == 2
     assert cfn_proxy.count("ExecuteChangeSet", reached_server=True) == 1
+
+
+# -- state backends ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_proxy(container: Container, aws: dict[str, str], tmp_path: Path) -> Iterator[FaultProxy]:
+    """moto's S3 behind the fault proxy, as the stack's state backend (AWS_ENDPOINT_URL is how the engines find
+    it)."""
+    s3_client(aws).create_bucket(Bucket="state")
+    with serving(aws["AWS_ENDPOINT_URL"]) as proxy:
+        (tmp_path / "tmp").mkdir()
+        container.env.update(
+            {**aws, "AWS_ENDPOINT_URL": proxy.url, "IAC_RUNNER_STACK_NAME": unique("state"),
+             "IAC_RUNNER_STATE_URL": "s3://state/faults", "TMPDIR": str(tmp_path / "tmp")}
+        )  # fmt: skip
+        yield proxy
+
+
+def own_backend(proxy: FaultProxy) -> str:
+    """A backend block of the stack's own: moto's S3 through the proxy, the AWS SDK's own retries off
+    (`max_retries = 1` is one attempt), so every fault reaches tofu, and the runner."""
+    return f"""terraform {{
+  backend "s3" {{
+    bucket                      = "state"
+    key                         = "own/terraform.tfstate"
+    region                      = "us-east-1"
+    endpoints                   = {{ s3 = "{proxy.url}" }}
+    use_path_style              = true
+    use_lockfile                = true
+    skip_credentials_validation = true
+    skip_requesting_account_id  = true
+    skip_metadata_api_check     = true
+    skip_region_validation      = true
+    max_retries                 = 1
+  }}
+}}
+"""
+
+
+def test_opentofu_s3_state_faults_are_retried_by_the_sdk(container: Container, s3_proxy: FaultProxy) -> None:
+    """IAC_RUNNER_STATE_URL=s3://: tofu's S3 backend (the AWS SDK for Go) retries a request that met a fault
+    itself (up to 5 attempts, tofu's `max_retries`), before the runner sees a failure: that is what saves a state
+    write after an apply, which the runner could not do again."""
+    s3_proxy.fail_next(2, "503")
+    created = container.run("create", {"name": "faults"}, secrets={"token": SENTINEL}, files={"main.tf": SMALL_TF})
+    created.assert_ok()
+    assert retries(created) == []
+    first = [s for s in s3_proxy.requests if s.what == s3_proxy.requests[0].what][:3]
+    assert [s.fault for s in first] == ["503", "503", ""], "the same request, tried again by the engine"
+
+
+@pytest.mark.parametrize(("fault", "reason"), [("503", "a server error"), ("reset", "a network error")])
+def test_opentofu_state_backend_faults_that_go_away_are_retried(
+    fault: Fault, reason: str, container: Container, s3_proxy: FaultProxy
+) -> None:
+    s3_proxy.fail_next(2, fault)
+    files = {"main.tf": SMALL_TF, "backend.tf": own_backend(s3_proxy)}
+    created = container.run("create", {"name": "faults"}, secrets={"token": SENTINEL}, files=files,
+                            env={"IAC_RUNNER_STATE_URL": None})  # fmt: skip
+    created.assert_ok()
+    assert_retried(created, 2, reason)
+    assert all(r["doing"].endswith("tofu init") for r in retries(created)), created.log
+    assert created.json("values")["name"] == "faults"
+
+
+def test_an_opentofu_state_backend_fault_that_stays_ends_the_run_after_the_bound(
+    container: Container, s3_proxy: FaultProxy
+) -> None:
+    s3_proxy.fail_next(100, "503")
+    files = {"main.tf": SMALL_TF, "backend.tf": own_backend(s3_proxy)}
+    result = container.run("create", {"name": "faults"}, secrets={"token": SENTINEL}, files=files,
+                           env={"IAC_RUNNER_STATE_URL": None})  # fmt: skip
+    assert result.returncode == 1, result.log
+    assert_retried(result, 2, "a server error")
+    assert s3_proxy.count() == 3, "one attempt and two retries"
+    assert result.error.startswith("tofu init failed with a server error"), result.error
+
+
+@pytest.mark.slow  # the SDK's own backoff between its 5 attempts: about 20 s for each failed init
+def test_opentofu_s3_state_faults_that_outlast_the_sdk_are_retried(container: Container, s3_proxy: FaultProxy) -> None:
+    s3_proxy.fail_next(2 * TOFU_S3_ATTEMPTS, "503")
+    created = container.run("create", {"name": "faults"}, secrets={"token": SENTINEL}, files={"main.tf": SMALL_TF})
+    created.assert_ok()
+    assert_retried(created, 2, "a server error")
+    assert all(r["doing"].endswith("tofu init") for r in retries(created)), created.log
+
+
+@pytest.mark.parametrize("fault", ["503", "reset"])
+def test_pulumi_s3_state_faults_are_retried(fault: Fault, container: Container, s3_proxy: FaultProxy) -> None:
+    """Pulumi's state backend (gocloud's s3blob, the AWS SDK for Go) tries a request 3 times itself; a fault that
+    outlasts that is tried again by the runner."""
+    container.env["PULUMI_CONFIG_PASSPHRASE"] = PASSPHRASE
+    files = program(SMALL_PY)
+    s3_proxy.fail_next(2, fault)
+    absorbed = container.run("create", {"name": "faults"}, secrets={"token": SENTINEL}, files=files)
+    absorbed.assert_ok()
+    assert retries(absorbed) == []
+    s3_proxy.fail_next(2 * PULUMI_S3_ATTEMPTS, fault)
+    again = container.run("create", {"name": "faults"}, secrets={"token": SENTINEL}, files=files)
+    again.assert_ok()
+    assert_retried(again, 2, "a server error" if fault == "503" else "a network error")
+    assert all(r["doing"].endswith("pulumi stack select") for r in retries(again)), again.log
+    assert "no changes" in again.log
+
+
+def test_a_pulumi_state_backend_fault_that_stays_ends_the_run_after_the_bound(
+    container: Container, s3_proxy: FaultProxy
+) -> None:
+    s3_proxy.fail_next(1000, "503")
+    result = container.run("create", {"name": "faults"}, secrets={"token": SENTINEL}, files=program(SMALL_PY),
+                           env={"PULUMI_CONFIG_PASSPHRASE": PASSPHRASE})  # fmt: skip
+    assert result.returncode == 1, result.log
+    assert_retried(result, 2, "a server error")
+    assert s3_proxy.count() == 3 * PULUMI_S3_ATTEMPTS
+    assert result.error.startswith("pulumi failed while selecting the stack"), result.error
+    assert "StatusCode: 503" in result.error
