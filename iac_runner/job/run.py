@@ -72,7 +72,9 @@ def execute(request: RunRequest) -> RunResult:
     report.stack = stack_name
     with forward_signals(), contextlib.ExitStack() as stack:
         with report.phase("checkout"):
-            checkout_deadline = deadline.phase("checkout", settings.checkout_timeout, "IAC_RUNNER_CHECKOUT_TIMEOUT")
+            checkout_deadline = deadline.phase(
+                "checkout", settings.checkout_timeout, "IAC_RUNNER_CHECKOUT_TIMEOUT", "the git host"
+            )
             source = stack.enter_context(
                 checkout(
                     settings.git_source(), request.base_dir, settings.source_path, checkout_deadline, settings.retries

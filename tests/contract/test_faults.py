@@ -6,13 +6,28 @@ phase), long before the run's."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import SENTINEL, STACKS, Container, Result, gitserver, make_repo, s3_client, s3_example, unique
+from tests.helpers import (
+    SENTINEL,
+    STACKS,
+    Container,
+    Result,
+    gitserver,
+    isolate,
+    make_repo,
+    s3_client,
+    s3_example,
+    unique,
+)
 from tests.helpers.faultproxy import Fault, FaultProxy, serving
 from tests.helpers.pulumi import PASSPHRASE, SMALL_PY, program
 from tests.helpers.tofu import SMALL_TF
@@ -309,3 +324,53 @@ def test_a_pulumi_state_backend_fault_that_stays_ends_the_run_after_the_bound(
     assert s3_proxy.count() == 3 * PULUMI_S3_ATTEMPTS
     assert result.error.startswith("pulumi failed while selecting the stack"), result.error
     assert "StatusCode: 503" in result.error
+
+
+# -- phase limits -----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def stalled_server() -> Iterator[int]:
+    """A port that accepts connections and never answers (a hung host, a TLS handshake that never ends)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+def test_a_stalled_checkout_ends_at_its_own_limit(
+    container: Container, aws: dict[str, str], git_proxy: FaultProxy
+) -> None:
+    from_git(container, aws, git_proxy, IAC_RUNNER_CHECKOUT_TIMEOUT="2", IAC_RUNNER_TIMEOUT="600",
+             IAC_RUNNER_REPORT_FILE="report.json")  # fmt: skip
+    git_proxy.delay = 120
+    started = time.monotonic()
+    result = container.run("create", s3_example.INPUTS, secrets=SECRETS)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 3, result.log
+    assert elapsed < 30, "the checkout's limit, not the run's"
+    assert result.error.startswith("The checkout phase exceeded its time limit of 2 s while running git ls-remote.")
+    assert "Where: IAC_RUNNER_CHECKOUT_TIMEOUT" in result.error
+    assert "Fix: Check the network path to the git host" in result.error
+    assert result.out_dir is not None
+    report = json.loads((result.out_dir / "report.json").read_text())
+    assert [(p["name"], p["result"]) for p in report["phases"]] == [("checkout", "timed_out")]
+    assert report["result"] == {"status": "timed_out", "exit_code": 3}
+
+
+def test_a_stalled_init_ends_at_its_own_limit(container: Container, tmp_path: Path) -> None:
+    """A provider that is not in the offline mirror, from a network mirror that never answers."""
+    stack = 'terraform {\n  required_providers {\n    stalled = { source = "iac-runner-tests/stalled" }\n  }\n}\n'
+    with stalled_server() as port:
+        tfrc = tmp_path / "mirror.tfrc"
+        tfrc.write_text(f'provider_installation {{\n  network_mirror {{ url = "https://127.0.0.1:{port}/" }}\n}}\n')
+        isolate(container, tmp_path, IAC_RUNNER_STACK_NAME=unique("init"), TF_CLI_CONFIG_FILE=str(tfrc),
+                IAC_RUNNER_INIT_TIMEOUT="2", IAC_RUNNER_TIMEOUT="600")  # fmt: skip
+        started = time.monotonic()
+        result = container.run("create", {}, files={"main.tf": stack})
+        elapsed = time.monotonic() - started
+    assert result.returncode == 3, result.log
+    assert elapsed < 30, "init's limit, not the run's"
+    assert result.error.startswith("The init phase exceeded its time limit of 2 s while initialising the stack")
+    assert "Where: IAC_RUNNER_INIT_TIMEOUT" in result.error
+    assert "Fix: Check the network path to the provider registry (or mirror) and the state backend" in result.error

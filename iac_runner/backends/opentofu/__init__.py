@@ -227,7 +227,12 @@ class _Tofu:
         argv = self.commands.init(
             backend=backend, backend_config=backend_config, lock_readonly=_lock_file_fits(self.ctx.folder, self.binary)
         )
-        limit = self.ctx.deadline.phase("init", self.ctx.init_timeout, "IAC_RUNNER_INIT_TIMEOUT")
+        limit = self.ctx.deadline.phase(
+            "init",
+            self.ctx.init_timeout,
+            "IAC_RUNNER_INIT_TIMEOUT",
+            "the provider registry (or mirror) and the state backend",
+        )
 
         def attempt() -> None:
             with _plugin_cache_lock(self.env["TF_PLUGIN_CACHE_DIR"], limit):
