@@ -65,8 +65,9 @@ class Retry:
         """Log and sleep before retry `attempt`; False when no retry is left or the deadline would pass."""
         if attempt > self.retries:
             return False
-        wait = self.wait(attempt)
-        if wait >= self.deadline.remaining():
+        wait, left = self.wait(attempt), self.deadline.remaining()
+        if wait >= left:
+            log.warning(f"{doing} failed with {reason}: no retry, the time limit is {max(left, 0):.1f} s away")
             return False
         log.warning(f"{doing} failed with {reason}: retry {attempt} of {self.retries} in {wait:.1f} s")
         time.sleep(wait)

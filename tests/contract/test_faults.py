@@ -286,6 +286,20 @@ def test_an_opentofu_state_backend_fault_that_stays_ends_the_run_after_the_bound
     assert result.error.startswith("tofu init failed with a server error"), result.error
 
 
+def test_a_plan_that_keeps_failing_is_tried_retries_plus_one_times(container: Container, s3_proxy: FaultProxy) -> None:
+    """The state lock cannot be taken (a 503 each time): the plan and apply is tried 1 + IAC_RUNNER_RETRIES times
+    in all, not retried within its retries."""
+    s3_proxy.fail_next(100, "503", matching=".tflock")
+    files = {"main.tf": SMALL_TF, "backend.tf": own_backend(s3_proxy)}
+    result = container.run("create", {"name": "faults"}, secrets={"token": SENTINEL}, files=files,
+                           env={"IAC_RUNNER_STATE_URL": None})  # fmt: skip
+    assert result.returncode == 1, result.log
+    assert_retried(result, 2, "a server error")
+    assert all(r["doing"].endswith("tofu plan and apply") for r in retries(result)), result.log
+    assert s3_proxy.count("PUT /state/own/terraform.tfstate.tflock") == 3
+    assert result.error.startswith("tofu plan failed: Error acquiring the state lock."), result.error
+
+
 @pytest.mark.slow  # the SDK's own backoff between its 5 attempts: about 20 s for each failed init
 def test_opentofu_s3_state_faults_that_outlast_the_sdk_are_retried(container: Container, s3_proxy: FaultProxy) -> None:
     s3_proxy.fail_next(2 * TOFU_S3_ATTEMPTS, "503")

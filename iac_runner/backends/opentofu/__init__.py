@@ -117,7 +117,7 @@ class OpenTofuBackend(BackendDefaults):
             tofu.init()
             tofu.check_secret_names()
             # A transient fault before any resource was touched is tried again from a new plan.
-            Retry(ctx.retries, ctx.deadline).run(tofu.plan_and_apply, "tofu apply")
+            Retry(ctx.retries, ctx.deadline).run(tofu.plan_and_apply, "tofu plan and apply")
             return tofu.outputs()
 
     def destroy(self, ctx: StackContext) -> None:
@@ -243,7 +243,7 @@ class _Tofu:
                 raise diag.init_error(done.stderr + done.stdout, self.ctx.state_url, self.ctx.folder)
 
         with self.ctx.events.phase("init"):
-            self.retry.run(attempt, "tofu init")
+            Retry(self.ctx.retries, limit).run(attempt, "tofu init")
 
     def validate(self) -> None:
         done = self.run(self.commands.validate(), lambda line: None, doing="validating")
@@ -317,7 +317,10 @@ class _Tofu:
         return changes
 
     def plan_and_apply(self) -> None:
-        planned = self.plan()
+        """One attempt; the caller tries it again as a whole, so the plan is not retried on its own as well
+        (retries within retries would multiply the bound)."""
+        with self.ctx.events.phase("plan"):
+            planned = self._plan()
         self.ctx.approve(planned.summary)
         if not planned.changes:
             log.info("no changes: the infrastructure matches the configuration")
