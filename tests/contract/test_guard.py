@@ -148,3 +148,37 @@ def test_a_replacement_is_refused_unless_allowed_and_protect_wins(
     destroyed = run("destroy", ONE, stack=protected)
     destroyed.assert_ok()
     assert buckets(s3) == [] and parameters(ssm) == []
+
+
+def test_allow_replace_in_the_stack_file_and_the_flag_and_a_removal(
+    container: Container, aws: dict[str, str], tmp_path: Path
+) -> None:
+    """cloudformation (quick): `allow_replace:` in iac-runner.yaml, `--allow-replace` of the local CLI, and a
+    resource dropped from the template, which the guard refuses as a removal."""
+    s3 = s3_client(aws)
+    name = unique("guard-more")
+    container.env.update({**aws, "IAC_RUNNER_STACK_NAME": name})
+    template = (STACKS / "s3-bucket" / "cloudformation" / "template.yaml").read_text()
+    files = {"template.yaml": template, "iac-runner.yaml": "secret_outputs: [tokenParameter]\n"}
+    container.run("create", inputs(ONE), secrets=SECRETS, files=files).assert_ok()
+
+    allowing = {**files, "iac-runner.yaml": "secret_outputs: [tokenParameter]\nallow_replace: [Bucket, Token*]\n"}
+    container.run("create", inputs(TWO), secrets=SECRETS, files=allowing).assert_ok()
+    assert buckets(s3) == [TWO]
+
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    for file, text in files.items():
+        (folder / file).write_text(text)
+    cli = ["apply", str(folder), "--stack-name", name, "--var", f"bucket={ONE}", "--var", "versioning=true"]
+    env = {**container.env, "IAC_RUNNER_SECRET_apiToken": SENTINEL}
+    assert run_cli(cli, env).returncode == 2
+    assert buckets(s3) == [TWO]
+    run_cli([*cli, "--allow-replace", "Bucket,TokenParameter"], env).assert_ok()
+    assert buckets(s3) == [ONE]
+
+    without = template.split("  TokenParameter:")[0] + "Outputs:\n  bucket:\n    Value: !Ref Bucket\n"
+    removed = container.run("create", inputs(ONE), secrets=SECRETS, files={"template.yaml": without})
+    assert removed.returncode == 2, removed.log
+    assert "Where: TokenParameter (remove)" in removed.error
+    assert parameters(ssm_client(aws)) == [f"/iac-runner/{ONE}/api-token"], "nothing was changed"
