@@ -636,7 +636,13 @@ def _check_command(job: Job, origin: _Origin, program: str, scripts: Path, searc
 
 
 def _docker_argv(job: Job, scripts: Path, names: list[str], state_dir: Path | None) -> list[str]:
-    argv = ["docker", "run", "--rm", "--user", "1000:1000", "--network", "host"]
+    """The job as a hardened pod runs it: UID 1000, a read-only root filesystem, a writable /tmp and HOME."""
+    home = scripts.parent / "home"
+    home.mkdir(exist_ok=True)
+    home.chmod(0o777)  # the image's user (uid 1000) owns nothing here
+    argv = ["docker", "run", "--rm", "--user", "1000:1000", "--network", "host", "--read-only"]
+    argv += ["--tmpfs", "/tmp"]  # noqa: S108 - the container's own /tmp, a fresh tmpfs
+    argv += ["--volume", f"{home}:/home/runner"]
     argv += ["--volume", f"{scripts}:{job.shared_directory}", "--workdir", job.shared_directory]
     if state_dir is not None:
         argv += ["--volume", f"{state_dir}:{state_dir}"]

@@ -95,7 +95,7 @@ def execute(request: RunRequest) -> RunResult:
             deadline=deadline,
             work_dir=paths.private_dir(work / "engine"),
             state_url=_state_url(settings, backend, view, request.container),
-            env=dict(os.environ),
+            env=_engine_env(work),
             lock_timeout=settings.lock_timeout,
             init_timeout=settings.init_timeout,
             retries=settings.retries,
@@ -230,6 +230,17 @@ def _state_url(settings: Settings, backend: Backend, folder: Path, container: bo
             "state kept inside the Job's container dies with it.",
         )
     return (paths.state_home() / "state").as_uri()
+
+
+def _engine_env(work: Path) -> dict[str, str]:
+    """The engines' environment: the job's, with a temp dir they can write (tofu's provider sockets live there;
+    a read-only /tmp would otherwise surface as "failed to instantiate provider")."""
+    env = dict(os.environ)
+    temp = env.get("TMPDIR") or "/tmp"  # noqa: S108 - the system's temp dir, only tested
+    if not os.access(temp, os.W_OK | os.X_OK):
+        env["TMPDIR"] = str(paths.private_dir(work / "tmp"))
+        log.warning(f"{temp} is not writable: the engines' temp files go to {env['TMPDIR']}")
+    return env
 
 
 def _keep_dir(request: RunRequest) -> Path:
