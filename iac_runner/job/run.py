@@ -68,8 +68,6 @@ def execute(request: RunRequest) -> RunResult:
     deadline = Deadline(settings.timeout)
     if request.output_files and request.action in WRITES_OUTPUTS:
         _check_output_files(request.output_files)
-    stack_name = settings.stack_name or _default_stack_name(settings, request)
-    report.stack = stack_name
     with forward_signals(), contextlib.ExitStack() as stack:
         with report.phase("checkout"):
             checkout_deadline = deadline.phase("checkout", settings.checkout_timeout, "IAC_RUNNER_CHECKOUT_TIMEOUT")
@@ -85,6 +83,8 @@ def execute(request: RunRequest) -> RunResult:
         report.source = {k: v for k, v in _source_record(source, settings).items() if v}
         work = stack.enter_context(_work_dir())
         view = mirror(source.folder, _top(source), work / "stack", _companions(backend, request, source))
+        stack_name = settings.stack_name or _default_stack_name(settings, request, backend.state_identity(view))
+        report.stack = stack_name
         guard = Guard(settings.allowed_replacements() | set(stack_file.allow_replace), set(stack_file.protect))
         ctx = StackContext(
             folder=view,
@@ -204,10 +204,11 @@ def _source_record(source: Source, settings: Settings) -> dict[str, str | None]:
     return {"url": source.url, "ref": source.ref, "commit": source.commit, "path": settings.source_path}
 
 
-def _default_stack_name(settings: Settings, request: RunRequest) -> str:
+def _default_stack_name(settings: Settings, request: RunRequest, identity: str | None) -> str:
     """Local runs: the stack path's folders joined ('stacks/s3/cloudformation' -> 'stacks-s3-cloudformation').
-    A job must say which resource it is: a folder name is the same for every resource of a definition."""
-    if request.container:
+    A job must say which resource it is (a folder name is the same for every resource of a definition), unless
+    the stack fixes its state's identity itself: then the name only labels the run."""
+    if request.container and identity is None:
         raise ConfigError(
             "IAC_RUNNER_STACK_NAME is not set: in container mode the stack's identity must come from the resource.",
             where="job.variables of the resource definition",
@@ -215,8 +216,12 @@ def _default_stack_name(settings: Settings, request: RunRequest) -> str:
             "definition: derived from a folder, two resources would share (and destroy) one stack.",
         )
     if settings.source_path:
-        return "-".join(part for part in Path(settings.source_path).parts if part not in ("/", "."))
-    return request.base_dir.resolve().name
+        name = "-".join(part for part in Path(settings.source_path).parts if part not in ("/", "."))
+    else:
+        name = request.base_dir.resolve().name
+    if request.container:
+        log.info(f"the stack's state is identified by {identity}; {name!r} only names this run")
+    return name
 
 
 def _state_url(settings: Settings, backend: Backend, folder: Path, container: bool) -> str | None:
@@ -255,10 +260,10 @@ def _work_dir() -> Iterator[Path]:
     hold secret values) is removed by the next run."""
     _remove_stale()
     try:
-        work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-"))
+        work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=paths.temp_dir()))
     except OSError as exc:
         raise ConfigError(
-            f"No writable temp folder for the run's work dir ({tempfile.gettempdir()}: {exc.strerror}).",
+            f"No writable temp folder for the run's work dir ({paths.temp_dir()}: {exc.strerror}).",
             where="TMPDIR",
             fix="Give the job a writable /tmp (an emptyDir under a read-only root filesystem) or set TMPDIR.",
         ) from None
@@ -269,7 +274,7 @@ def _work_dir() -> Iterator[Path]:
 
 
 def _remove_stale() -> None:
-    for folder in Path(tempfile.gettempdir()).glob(f"{_WORK_PREFIX}*-*"):
+    for folder in paths.temp_dir().glob(f"{_WORK_PREFIX}*-*"):
         pid = folder.name.removeprefix(_WORK_PREFIX).split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)) and folder.stat().st_uid == os.getuid():
             shutil.rmtree(folder, ignore_errors=True)

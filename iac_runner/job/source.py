@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from iac_runner.common import process
+from iac_runner.common import paths, process
 from iac_runner.common.errors import ConfigError, EngineError
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
@@ -140,7 +140,7 @@ def checkout(
         check_links(folder, root)
         yield Source(folder=folder, root=root)
         return
-    with tempfile.TemporaryDirectory(prefix="iac-runner-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="iac-runner-", dir=paths.temp_dir()) as tmp:
         yield _GitCheckout(git, Path(tmp), deadline, Retry(retries, deadline)).run()
 
 
