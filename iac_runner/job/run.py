@@ -116,7 +116,7 @@ def execute(request: RunRequest) -> RunResult:
         try:
             result = _act(request.action, backend, ctx, guard)
         except RunnerError as error:
-            raise _relocated(error, view, _shown(source)) from None
+            raise _relocated(_sparse_hint(error, source), view, _shown(source)) from None
         finally:
             report.guard = guard.decision
         outs = outputs_mod.classify(result.outputs, request.secret_inputs)
@@ -197,6 +197,23 @@ def _relocated(error: RunnerError, view: Path, shown: str) -> RunnerError:
     for name in ("summary", "where", "fix", "details"):
         text = getattr(error, name)
         setattr(error, name, text.replace(f"{view}/", f"{shown}/").replace(str(view), shown))
+    return error
+
+
+#: What engines say when code the stack uses is not there (a module folder, a Python module, a file).
+_MISSING_CODE = ("no module named", "unreadable module directory", "module not found", "no such file or directory",
+                 "failed to read module directory", "cannot find module")  # fmt: skip
+
+
+def _sparse_hint(error: RunnerError, source: Source) -> RunnerError:
+    """A stack that fails for want of code in a sparse checkout: say what was checked out and how to add more."""
+    text = f"{error.summary} {error.details}".lower()
+    if source.sparse and any(marker in text for marker in _MISSING_CODE):
+        error.fix = (
+            f"{error.fix} The checkout holds only {', '.join(source.sparse)} of the repository: if the stack uses "
+            "code elsewhere in it that the runner could not see, name those folders in IAC_RUNNER_SOURCE_INCLUDE "
+            "(comma-separated)."
+        ).strip()
     return error
 
 
