@@ -20,7 +20,17 @@ ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "5")))
 
 
 class BenchError(Exception):
-    """A measurement could not be taken (a command failed): the bench stops and says which."""
+    """A measured command failed: which, and the end of what it printed on stderr."""
+
+    def __init__(self, command: str, stderr: str) -> None:
+        super().__init__(f"{command}\n{stderr}")
+        self.stderr = stderr
+
+    @property
+    def reason(self) -> str:
+        """The line that says what went wrong: the runner's `error:` line, else the last one."""
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        return next((line for line in lines if "error:" in line.lower()), lines[-1] if lines else "no output")
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,7 @@ class Running:
             if code != 0:
                 self.errors.seek(0)
                 error = self.errors.read().decode(errors="replace")[-3000:]
-                raise BenchError(f"exit {code}: {' '.join(self.command.argv)}\n{error}")
+                raise BenchError(f"exit {code}: {' '.join(self.command.argv)}", error)
         return Sample(elapsed, usage.ru_maxrss)
 
 
