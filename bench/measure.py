@@ -7,6 +7,7 @@ quieter during the bench affects both alike; each side's figure is its median.
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import subprocess
 import tempfile
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import IO
 
 ROUNDS = max(1, int(os.environ.get("BENCH_ROUNDS", "5")))
+_ELAPSED = re.compile(r"^\s*\d+\.\ds ")  # the runner's log lines start with the seconds since its start
 
 
 class BenchError(Exception):
@@ -29,7 +31,7 @@ class BenchError(Exception):
     @property
     def reason(self) -> str:
         """The line that says what went wrong: the runner's `error:` line, else the last one."""
-        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        lines = [_ELAPSED.sub("", line).strip() for line in self.stderr.splitlines() if line.strip()]
         return next((line for line in lines if "error:" in line.lower()), lines[-1] if lines else "no output")
 
 

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 
 from bench.context import Bench, Family
-from bench.measure import BenchError, Command, Running, Sample, alternate
+from bench.measure import BenchError, Command, Report, Running, Sample, alternate
 from bench.opentofu import runner_apply
 
 STACKS = 20
@@ -28,9 +28,10 @@ class Tally:
             self.failed.append(stack)
             self.first_error = self.first_error or error.reason
 
-    def value(self) -> str:
-        done = f"{self.runs - len(self.failed)}/{self.runs} succeeded"
-        return done + (f"; first error: {self.first_error}" if self.failed else "")
+    def add_rows(self, report: Report, figure: str) -> None:
+        report.add(figure, f"{self.runs - len(self.failed)}/{self.runs} succeeded", "all succeed", not self.failed)
+        if self.failed:
+            report.add("  first error", self.first_error[:240])
 
 
 def bench_scale(bench: Bench) -> None:
@@ -48,15 +49,14 @@ def bench_scale(bench: Bench) -> None:
     ratio = one_by_one.median / at_once.median
 
     report = bench.report
-    report.add(f"scale: {STACKS} first creates at once, cold shared plugin cache", first.value(), "all succeed",
-               not first.failed)  # fmt: skip
+    first.add_rows(report, f"scale: {STACKS} first creates at once, cold shared plugin cache")
     report.add(
         f"scale: {STACKS} unchanged opentofu creates, one by one / all at once",
         f"{one_by_one.median:.1f} s / {at_once.median:.1f} s: {ratio:.2f}x throughput ({os.cpu_count()} cores)",
         f">= {GOAL:.1f}x on 2 cores",
         ratio >= GOAL,
     )
-    report.add("scale: unchanged creates that succeeded", tally.value(), "all succeed", not tally.failed)
+    tally.add_rows(report, "scale: unchanged creates that succeeded")
 
 
 def _one_by_one(stacks: list[Command], tally: Tally) -> Sample:
