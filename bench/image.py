@@ -39,7 +39,10 @@ def _unavailable(docker: str | None) -> str:
     """Why the image cannot be measured, or '' when it can."""
     if docker is None:
         return "no docker client on PATH"
-    server = _docker(docker, "version", "--format", "{{.Server.Version}}")
+    try:
+        server = _docker(docker, "version", "--format", "{{.Server.Version}}")
+    except subprocess.TimeoutExpired:
+        return "the Docker engine did not answer within 60 s"
     if server.returncode != 0:
         return f"no Docker engine answers ({(server.stderr.strip().splitlines() or ['?'])[-1]})"
     if _docker(docker, "image", "inspect", TAG).returncode != 0:
