@@ -369,10 +369,12 @@ def _timeout(variables: Mapping[str, str]) -> float:
 
 def _scripts_directory(stack: contextlib.ExitStack, keep: bool) -> Path:
     if keep:
-        path = Path(tempfile.mkdtemp(prefix="iac-runner-emulate-"))
+        path = Path(tempfile.mkdtemp(prefix="iac-runner-emulate-", dir=paths.temp_dir()))
         log.info(f"--keep: the shared directory stays at {path}")
     else:
-        path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="iac-runner-emulate-")))
+        path = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="iac-runner-emulate-", dir=paths.temp_dir()))
+        )
     scripts = path / "workspace"
     scripts.mkdir()
     return scripts
@@ -432,9 +434,13 @@ def _lay_out(
         variables["RESOURCE_INPUTS_FILE"] = name
         log.info(f"driver: the resource inputs from {request.inputs} are {name} (RESOURCE_INPUTS_FILE)")
     if request.docker:
+        # The image's user (uid 1000) writes the outputs there and reads what the driver put there, as it does in
+        # the driver's pod (the checkout here ran with the runner's private umask).
         for path in (scripts, *scripts.rglob("*")):
             if path.is_dir():
-                path.chmod(0o777)  # the image's user (uid 1000) writes the outputs there
+                path.chmod(0o777)
+            elif path.is_file() and not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o444)
 
 
 # -- the cloud and the state --------------------------------------------------------------------------------
@@ -636,7 +642,13 @@ def _check_command(job: Job, origin: _Origin, program: str, scripts: Path, searc
 
 
 def _docker_argv(job: Job, scripts: Path, names: list[str], state_dir: Path | None) -> list[str]:
-    argv = ["docker", "run", "--rm", "--user", "1000:1000", "--network", "host"]
+    """The job as a hardened pod runs it: UID 1000, a read-only root filesystem, a writable /tmp and HOME."""
+    home = scripts.parent / "home"
+    home.mkdir(exist_ok=True)
+    home.chmod(0o777)  # the image's user (uid 1000) owns nothing here
+    argv = ["docker", "run", "--rm", "--user", "1000:1000", "--network", "host", "--read-only"]
+    argv += ["--tmpfs", "/tmp"]  # noqa: S108 - the container's own /tmp, a fresh tmpfs
+    argv += ["--volume", f"{home}:/home/runner"]
     argv += ["--volume", f"{scripts}:{job.shared_directory}", "--workdir", job.shared_directory]
     if state_dir is not None:
         argv += ["--volume", f"{state_dir}:{state_dir}"]

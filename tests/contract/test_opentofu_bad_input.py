@@ -100,6 +100,30 @@ CASES: dict[str, Case] = {
         env={"IAC_RUNNER_TOFU_BINARY": "no-such-tofu"},
         says=("The OpenTofu engine is not available", "'no-such-tofu' is not on PATH", "make tools"),
     ),
+    "state URL under /proc": Case(
+        env={"IAC_RUNNER_STATE_URL": "file:///proc/iac-runner-state"},
+        says=("cannot be used", "IAC_RUNNER_STATE_URL=file:///proc/iac-runner-state"),
+    ),
+    "state URL is a file": Case(
+        env={"IAC_RUNNER_STATE_URL": "file:///etc/hostname"}, says=("cannot be used", "file:///etc/hostname")
+    ),
+    "main.tf is a folder": Case(
+        files={"stack.tf": SMALL_TF, "main.tf/README": "not a configuration file\n"},
+        says=("main.tf in the stack folder is not a regular file", "Rename the folder"),
+    ),
+    "engine binary is not executable": Case(
+        # Not a program either way: without the execute bit, or (where it has one) not an executable format.
+        env={"IAC_RUNNER_TOFU_BINARY": "/etc/hostname"},
+        says=("/etc/hostname", "iac-runner backends"),
+    ),
+    "two backend declarations": Case(
+        files={
+            "main.tf": SMALL_TF,
+            "backend.tf": 'terraform {\n  backend "local" {}\n}\n',
+            "other.tf.json": '{"terraform": {"backend": {"local": {}}}}',
+        },
+        says=("declares its state backend twice", "backend.tf", "other.tf.json"),
+    ),
     "secret printed by a failing local-exec": Case(
         inputs={},
         secrets={"shown": SENTINEL},
@@ -116,7 +140,7 @@ def test_bad_input(name: str, container: Container, aws: dict[str, str], tmp_pat
     isolate(container, tmp_path, **aws, IAC_RUNNER_STACK_NAME=unique("bad-input"))
     result = container.run("create", case.inputs, secrets=case.secrets, env=case.env, files=case.files)
     assert result.returncode == case.code, result.log
-    assert "Traceback" not in result.log
+    assert "Traceback" not in result.log and "Internal error" not in result.log
     assert not result.files["values"].exists() and not result.files["secrets"].exists(), "nothing half-written"
     error = result.error
     assert error, f"no error file; log:\n{result.log}"
@@ -167,3 +191,15 @@ def test_lock_held_by_another_run(container: Container, aws: dict[str, str], tmp
         first.proc.send_signal(signal.SIGTERM)
         done = first.result()
     assert done.returncode == 130, done.log
+
+
+def test_an_engine_binary_that_is_not_a_program(container: Container, tmp_path: Path) -> None:
+    """An executable file that is no program (exec format error): bad configuration, named, exit 2."""
+    fake = tmp_path / "tofu"
+    fake.write_text("this is not a program\n")
+    fake.chmod(0o755)
+    isolate(container, tmp_path, IAC_RUNNER_STACK_NAME=unique("not-a-program"))
+    result = container.run("create", INPUTS, secrets=SECRETS, files={"main.tf": SMALL_TF},
+                           env={"IAC_RUNNER_TOFU_BINARY": str(fake)})  # fmt: skip
+    assert result.returncode == 2, result.log
+    assert f"The tofu executable '{fake}' is not a program this machine can run" in result.error

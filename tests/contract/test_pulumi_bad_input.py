@@ -126,6 +126,14 @@ CASES: dict[str, Case] = {
         files={"Pulumi.yaml": "name: small\nruntime: python\n"},
         says=("The Pulumi project has no program: __main__.py is missing",),
     ),
+    "runtime is a number": Case(
+        files={**program(SMALL_PY), "Pulumi.yaml": "name: small\nruntime: 42\n"},
+        says=("`runtime` in Pulumi.yaml must be a name", "runtime: python"),
+    ),
+    "a null input": Case(inputs={**INPUTS, "size": None}, says=("Input 'size' is null", "Pulumi config has no null")),
+    "an input of the wrong type": Case(
+        inputs={**INPUTS, "size": "big"}, says=("Input 'size' must be an integer for the program", "get_int")
+    ),
     "missing required config": Case(
         inputs={"size": 3},
         says=("The program requires configuration 'small:name'", "Add 'name' to the resource inputs"),
@@ -241,3 +249,10 @@ def test_secret_printed_by_the_program_is_masked(container: Container, tmp_path:
     assert "encoded: ***" in result.log, "the base64 form, which the engine does not know, masked by the runner"
     assert base64.b64encode(SENTINEL.encode()).decode() not in result.log
     assert result.json("values") == {"length": len(SENTINEL)}
+
+
+def test_missing_config_is_found_before_the_stack_is_created(container: Container, tmp_path: Path) -> None:
+    state = isolate_pulumi(container, tmp_path, IAC_RUNNER_STACK_NAME=unique("no-stack"))
+    result = container.run("create", {"size": 3}, secrets=SECRETS, files=program(SMALL_PY))
+    assert result.returncode == 2, result.log
+    assert not (state / ".pulumi" / "stacks").exists() or not list((state / ".pulumi" / "stacks").rglob("*.json"))
