@@ -110,7 +110,7 @@ class OpenTofuBackend(BackendDefaults):
         with _Tofu(ctx) as tofu:
             tofu.init()
             tofu.check_secret_names()
-            return tofu.plan(save=False).summary
+            return tofu.plan(save=True).summary
 
     def apply(self, ctx: StackContext) -> list[Output]:
         with _Tofu(ctx) as tofu:
