@@ -14,6 +14,7 @@ from pulumi.automation import EngineEvent
 
 from iac_runner.backends.base import ChangeSummary, Drift, DriftedResource, Output, ResourceChange
 from iac_runner.backends.opentofu import diagnostics
+from iac_runner.backends.pulumi.errors import Scene, classify
 from iac_runner.backends.pulumi.session import Progress
 from iac_runner.common.errors import (
     ConfigError,
@@ -262,3 +263,19 @@ def test_pulumi_drift_an_earlier_refresh_wrote_into_the_state_is_still_named() -
     progress = Progress(refresh=True)
     progress(_outputs_event("update", "bucket", (BUCKET_INS, hacked), hacked))
     assert progress.drifted == [DriftedResource("bucket", "pulumi-python:dynamic:Resource", ("tags",))]
+
+
+def test_a_providers_already_exists_is_the_resources_failure_not_a_concurrent_stack() -> None:
+    """pulumi 3.276's text for a dynamic provider's ParameterAlreadyExists (its traceback names the stack's
+    folder): the failing resource, named for the report; only the engine's own "stack '…' already exists" is a
+    stack another run created at the same moment."""
+    scene = Scene("s3-bucket", "taken", Path("/work/stack"), None, "/home/runner/.pulumi")
+    provider = (
+        '  File "/tmp/iac-runner-work-1/stack/stacks/s3-bucket/pulumi/__main__.py", line 144, in _put\n'
+        "botocore.errorfactory.ParameterAlreadyExists: An error occurred (ParameterAlreadyExists) when calling the "
+        "PutParameter operation: The parameter already exists."
+    )
+    error = classify(f"error: update failed\n{provider}", scene, "updating the stack", [("token", provider)])
+    assert error.resource == "token" and "Resource token failed" in error.summary, error.summary
+    raced = classify("error: stack 'organization/s3-bucket/taken' already exists", scene, "selecting the stack")
+    assert "created by another run" in raced.summary and raced.transient

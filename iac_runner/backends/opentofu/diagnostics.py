@@ -287,11 +287,18 @@ def init_error(output: str, state_url: str | None, folder: Path) -> RunnerError:
         )
     first = re.search(r"^Error: (.+)$", output, re.MULTILINE)
     at = re.search(r"^\s*on (\S+) line (\d+)", output, re.MULTILINE)
+    # The runner reads init's human output (the classification above reads its messages): its first error and
+    # place are the run report's diagnostic.
+    found: tuple[Diagnostic, ...] = ()
+    if first:
+        line = int(at.group(2)) if at else None
+        found = (Diagnostic("error", first.group(1).strip(), file=at.group(1) if at else "", line=line),)
     return ConfigError(
         f"tofu init failed: {first.group(1).strip().rstrip('.')}." if first else "tofu init failed.",
         where=f"{at.group(1)}:{at.group(2)} in {folder}" if at else str(folder),
         fix="Correct the configuration at the place shown (see the engine's message below).",
         details=tail,
+        diagnostics=found,
     )
 
 

@@ -19,7 +19,7 @@ import yaml
 
 from iac_runner.backends.base import ChangeSummary, Drift, DriftedResource, Output, ResourceChange, StackContext
 from iac_runner.backends.pulumi import engine
-from iac_runner.backends.pulumi.errors import Scene, classify
+from iac_runner.backends.pulumi.errors import Scene, classify, provider_message
 from iac_runner.backends.pulumi.project import Project
 from iac_runner.common import process, yamlfile
 from iac_runner.common.errors import Diagnostic, RunnerError
@@ -77,9 +77,9 @@ class Progress:
             if diagnostic.severity == "error":
                 self.errors.append(message)
                 address = resource_name(diagnostic.urn) if diagnostic.urn else ""
-                self.diagnostics.append(
-                    Diagnostic("error", message.splitlines()[0][:300] if message else "", message, address)
-                )
+                # A provider's failure as its own message (not a traceback's first line).
+                summary = (provider_message(message).strip().splitlines() or [""])[0][:300]
+                self.diagnostics.append(Diagnostic("error", summary, message, address))
                 if diagnostic.urn and "::pulumi:pulumi:Stack::" not in diagnostic.urn:
                     self.resource_errors.append((address, message))
             elif diagnostic.severity == "warning" and _PENDING.search(message):
