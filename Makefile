@@ -32,7 +32,7 @@ lint: setup
 	$(BIN)/ruff format --check iac_runner backends tests bench
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
-	$(BIN)/shellcheck tools/*.sh image/*.sh .ci/run
+	$(BIN)/shellcheck tools/*.sh image/*.sh bench/*.sh .ci/run
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit -q

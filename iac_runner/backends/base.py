@@ -196,6 +196,10 @@ class Backend(Protocol):
         container mode): false for engines that keep it themselves (CloudFormation) and for stacks that declare
         their own state backend. `folder` None asks about the backend's stacks in general."""
 
+    def state_identity(self, folder: Path) -> str | None:
+        """Where the stack in `folder` fixes its state's identity itself (tofu's own backend block, with its key),
+        described for the log; None when the runner's stack name is that identity (and a job must set it)."""
+
     def engine_version(self) -> str:
         """The engine version this backend would use; raises EngineUnavailable with the reason."""
 
@@ -245,6 +249,9 @@ class BackendDefaults:
 
     def needs_state(self, folder: Path | None) -> bool:
         return True
+
+    def state_identity(self, folder: Path) -> str | None:
+        return None
 
     def declared_inputs(self, folder: Path, stack_file: StackFile) -> Declared:
         return {}, False

@@ -80,14 +80,19 @@ class Log:
         self._text(level, message, style if style is not None else _STYLES[level])
 
     def _text(self, level: str, message: str, style: str) -> None:
+        elapsed = time.monotonic() - self._started
+        prefix = {"warning": "warning: ", "error": "error: "}.get(level, "")
+        marker = "==> " if level == "step" else ""
+        if not self._stream.isatty():
+            # A Job's log, CI and pipes get no styles: the same line without importing rich (~35 ms a run).
+            self._stream.write(f"{elapsed:6.1f}s {marker}{prefix}{message}\n")
+            self._stream.flush()
+            return
         from rich.console import Console
         from rich.text import Text
 
         if self._console is None:
             self._console = Console(file=self._stream, highlight=False, soft_wrap=True)
-        elapsed = time.monotonic() - self._started
-        prefix = {"warning": "warning: ", "error": "error: "}.get(level, "")
-        marker = "==> " if level == "step" else ""
         line = Text(f"{elapsed:6.1f}s ", style="dim")
         line.append(f"{marker}{prefix}{message}", style=style)
         self._console.print(line)

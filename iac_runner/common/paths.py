@@ -39,6 +39,20 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def temp_dir() -> Path:
+    """The system's temp dir (TMPDIR, /tmp, /var/tmp, the working folder: the first writable one)."""
+    try:
+        return Path(tempfile.gettempdir())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"No writable temp folder: TMPDIR ({os.environ.get('TMPDIR') or 'unset'}), /tmp, /var/tmp and the "
+            "working folder are all read-only or missing.",
+            where="TMPDIR",
+            fix="Give the job a writable /tmp (an emptyDir volume under a read-only root filesystem) or point "
+            "TMPDIR at a writable folder.",
+        ) from None
+
+
 def writable(preferred: Path, purpose: str, *, setting: str = "") -> Path:
     """`preferred` created if missing, or, when it cannot be written, a private folder under the temp dir."""
     try:
@@ -47,7 +61,7 @@ def writable(preferred: Path, purpose: str, *, setting: str = "") -> Path:
             return preferred
     except OSError:
         pass
-    fallback = Path(tempfile.gettempdir()) / f"{APP}-{os.getuid()}" / purpose
+    fallback = temp_dir() / f"{APP}-{os.getuid()}" / preferred.name
     try:
         private_dir(fallback.parent)
         private_dir(fallback)

@@ -7,8 +7,10 @@ that no SDK's `except Exception` (boto3 retries, for one) can swallow it. A sign
 starts (while Python imports) is remembered and ends the run as soon as it starts.
 
 Engines never outlive the runner: each is started with the parent-death signal (Linux) set to SIGINT, so even a
-SIGKILL of the runner makes tofu or pulumi stop and save their state; and with umask 077, so the state files an
-engine writes are readable by their owner only.
+SIGKILL of the runner makes tofu or pulumi stop and save their state; and a watchdog process, which learns each
+engine's process group through a pipe, kills what is left of those groups (a provisioner's `sleep`, a plugin)
+once the runner is gone and the engine had its chance to stop. Engines run with umask 077, so the state files
+they write are readable by their owner only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import selectors
 import signal
@@ -35,6 +38,8 @@ from iac_runner.common.secrets import REGISTRY
 
 # After forwarding a signal, how long the engine gets to save state before it is killed.
 GRACE_SECONDS = 60.0
+#: How long output may stay open after the engine exited before what holds it (an orphan) is killed.
+ORPHAN_SECONDS = 5.0
 #: Files and folders an engine creates are its user's only (state holds secrets).
 ENGINE_UMASK = 0o077
 _PR_SET_PDEATHSIG = 1
@@ -188,49 +193,74 @@ def run(
     deadline.check(doing)
     default = (lambda line: log.engine_line(engine, line)) if on_stdout is None else on_stdout
     handlers = {"stdout": default, "stderr": on_stderr or (lambda line: log.engine_line(engine, line))}
+    streams, ends = _engine_pipes()
     try:
         child = subprocess.Popen(
             list(argv),
             cwd=cwd,
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=ends["stdout"],
+            stderr=ends["stderr"],
+            # The engine holds its own pipes' read ends too: if the runner is killed, its writes do not fail
+            # (a Go program dies of SIGPIPE on a broken stdout), so it can stop and save its state.
+            pass_fds=tuple(streams.values()),
             # Own process group: a terminal's Ctrl-C reaches the runner once, and the runner decides.
             start_new_session=True,
             umask=ENGINE_UMASK,
             preexec_fn=_die_with_parent(),  # noqa: PLW1509 - a prctl call only; no locks, no imports
         )
     except OSError as exc:
+        for fd in streams.values():
+            os.close(fd)
         raise _cannot_start(engine, argv[0], exc) from None
+    finally:
+        for fd in ends.values():
+            os.close(fd)
     _interrupts.children.add(child)
+    _WATCHDOG.watch(child.pid)
     if stdin is not None:
         assert child.stdin is not None
         with child.stdin:
             child.stdin.write(stdin.encode())
     collected: dict[str, list[str]] = {"stdout": [], "stderr": []}
     try:
-        _pump(child, handlers, collected, deadline, doing)
+        _pump(child, streams, handlers=handlers, collected=collected, deadline=deadline, doing=doing)
     finally:
         _interrupts.children.discard(child)
+        _WATCHDOG.release(child)
     if _interrupts.received is not None:
         raise interrupted(_interrupts.received)
     return Completed(child.returncode, "".join(collected["stdout"]), "".join(collected["stderr"]))
 
 
+def _engine_pipes() -> tuple[dict[str, int], dict[str, int]]:
+    """Pipes for the engine's stdout and stderr: (read ends, write ends), the write ends with room for what an
+    engine prints while it stops after the runner died (1 MiB where the system allows)."""
+    reads: dict[str, int] = {}
+    writes: dict[str, int] = {}
+    for name in ("stdout", "stderr"):
+        reads[name], writes[name] = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(writes[name], fcntl.F_SETPIPE_SZ, 1 << 20)
+    return reads, writes
+
+
 def _pump(
     child: subprocess.Popen[bytes],
+    streams: Mapping[str, int],
+    *,
     handlers: Mapping[str, Callable[[str], None]],
     collected: dict[str, list[str]],
     deadline: Deadline,
     doing: str,
 ) -> None:
     selector = selectors.DefaultSelector()
-    assert child.stdout is not None and child.stderr is not None
-    selector.register(child.stdout, selectors.EVENT_READ, "stdout")
-    selector.register(child.stderr, selectors.EVENT_READ, "stderr")
+    for name, fd in streams.items():
+        selector.register(fd, selectors.EVENT_READ, name)
     partial = {"stdout": b"", "stderr": b""}
     killed_at: float | None = None
+    exited_at: float | None = None
     open_streams = 2
     while open_streams:
         for key, _ in selector.select(timeout=0.2):
@@ -238,6 +268,7 @@ def _pump(
             chunk = os.read(key.fd, 65536)
             if not chunk:
                 selector.unregister(key.fileobj)
+                os.close(key.fd)
                 open_streams -= 1
                 chunk = b"\n" if partial[name] else b""
             *lines, partial[name] = (partial[name] + chunk).split(b"\n")
@@ -252,6 +283,12 @@ def _pump(
         if _interrupts.received is not None and killed_at is None:
             killed_at = time.monotonic()
         if killed_at is not None and time.monotonic() - killed_at > GRACE_SECONDS:
+            signal_group(child, signal.SIGKILL)
+        if exited_at is None and child.poll() is not None:
+            exited_at = time.monotonic()
+        if exited_at is not None and time.monotonic() - exited_at > ORPHAN_SECONDS:
+            # The engine is gone; what still holds its output open is an orphan of its group (a provisioner's
+            # background child): it goes with its engine.
             signal_group(child, signal.SIGKILL)
     selector.close()
     child.wait()
@@ -303,44 +340,77 @@ class TrackedPopen(subprocess.Popen[bytes]):
         kwargs.setdefault("preexec_fn", _die_with_parent())
         super().__init__(*args, **kwargs)
         _interrupts.children.add(self)
+        _WATCHDOG.watch(self.pid)
 
     def __exit__(self, *exc: Any) -> None:
         try:
             super().__exit__(*exc)
         finally:
             _interrupts.children.discard(self)
+            _WATCHDOG.release(self)
 
 
-@contextlib.contextmanager
-def supervised(deadline: Deadline, doing: str) -> Iterator[None]:
-    """The deadline and signals for engine processes an SDK starts through `TrackedPopen`: at the deadline they
-    get SIGINT (and SIGKILL after the grace period); a failure that follows a signal or the deadline is
-    reported as such, not as the SDK's error."""
-    deadline.check(doing)
-    finished = threading.Event()
-    expired = threading.Event()
-
-    def expire() -> None:
-        expired.set()
-        for sig, wait in ((signal.SIGINT, GRACE_SECONDS), (signal.SIGKILL, 0.0)):
-            for child in list(_interrupts.children):
-                signal_group(child, sig)
-            if finished.wait(wait):
-                return
-
-    timer = threading.Timer(max(deadline.remaining(), 0.0), expire)
-    timer.daemon = True
-    timer.start()
+# The watchdog's program: it reads "+pgid" / "-pgid" lines; at end of input (the runner exited or was killed:
+# the kernel closes the pipe either way) it gives each engine still running the grace period to stop on the
+# SIGINT its parent-death signal brought, then kills whatever is left of the engines' process groups.
+_WATCHDOG_CODE = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+groups = set()
+for line in sys.stdin:
+    (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
+def running(pid):
     try:
-        yield
-    except Exception:
-        if _interrupts.received is not None:
-            raise interrupted(_interrupts.received) from None
-        if expired.is_set():
-            deadline.check(doing)
-        raise
-    finally:
-        finished.set()
-        timer.cancel()
-    if _interrupts.received is not None:
-        raise interrupted(_interrupts.received)
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+deadline = time.monotonic() + float(sys.argv[1])
+while any(running(pid) for pid in groups) and time.monotonic() < deadline:
+    time.sleep(0.2)
+for pgid in groups:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class _Watchdog:
+    """The runner's side of the watchdog: started with the first engine (Linux), told of each engine's group."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def watch(self, pgid: int) -> None:
+        self._tell(f"+{pgid}\n")
+
+    def release(self, child: subprocess.Popen[Any]) -> None:
+        """The engine exited: what is left of its group are orphans (a provisioner's children), stopped now."""
+        signal_group(child, signal.SIGKILL)
+        self._tell(f"-{child.pid}\n")
+
+    def _tell(self, line: str) -> None:
+        if not sys.platform.startswith("linux"):
+            return
+        with self._lock:
+            try:
+                if self._proc is None:
+                    self._proc = subprocess.Popen(
+                        [sys.executable, "-I", "-S", "-c", _WATCHDOG_CODE, str(GRACE_SECONDS)],
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        text=True,
+                        start_new_session=True,  # a Ctrl-C to the runner's group must not stop it
+                    )
+                assert self._proc.stdin is not None
+                self._proc.stdin.write(line)
+                self._proc.stdin.flush()
+            except OSError as exc:
+                log.debug(f"engine watchdog unavailable: {exc}")
+
+
+_WATCHDOG = _Watchdog()

@@ -369,10 +369,12 @@ def _timeout(variables: Mapping[str, str]) -> float:
 
 def _scripts_directory(stack: contextlib.ExitStack, keep: bool) -> Path:
     if keep:
-        path = Path(tempfile.mkdtemp(prefix="iac-runner-emulate-"))
+        path = Path(tempfile.mkdtemp(prefix="iac-runner-emulate-", dir=paths.temp_dir()))
         log.info(f"--keep: the shared directory stays at {path}")
     else:
-        path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="iac-runner-emulate-")))
+        path = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="iac-runner-emulate-", dir=paths.temp_dir()))
+        )
     scripts = path / "workspace"
     scripts.mkdir()
     return scripts
@@ -432,9 +434,13 @@ def _lay_out(
         variables["RESOURCE_INPUTS_FILE"] = name
         log.info(f"driver: the resource inputs from {request.inputs} are {name} (RESOURCE_INPUTS_FILE)")
     if request.docker:
+        # The image's user (uid 1000) writes the outputs there and reads what the driver put there, as it does in
+        # the driver's pod (the checkout here ran with the runner's private umask).
         for path in (scripts, *scripts.rglob("*")):
             if path.is_dir():
-                path.chmod(0o777)  # the image's user (uid 1000) writes the outputs there
+                path.chmod(0o777)
+            elif path.is_file() and not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o444)
 
 
 # -- the cloud and the state --------------------------------------------------------------------------------

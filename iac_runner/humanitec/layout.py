@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from iac_runner.backends.base import Backend
+from iac_runner.common import paths
 from iac_runner.common.files import write_atomic
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
@@ -84,7 +85,7 @@ def companions_keep_state(backend: Backend, scripts: Path) -> bool:
     found = companions(backend, scripts)
     if not found:
         return False
-    with tempfile.TemporaryDirectory(prefix="iac-runner-companions-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="iac-runner-companions-", dir=paths.temp_dir()) as tmp:
         for path in found.values():
             shutil.copyfile(path, Path(tmp) / path.name)
         return not backend.needs_state(Path(tmp))

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from iac_runner import backends
+from iac_runner.common import paths
 from iac_runner.common.errors import ConfigError
 from iac_runner.common.naming import sanitize
 from iac_runner.humanitec.document import Problem, load_file
@@ -106,7 +107,7 @@ def render_definition(request: RenderRequest) -> str:
 
 
 def _check_definition(text: str, name: str) -> None:
-    with tempfile.TemporaryDirectory(prefix="iac-runner-render-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="iac-runner-render-", dir=paths.temp_dir()) as tmp:
         path = Path(tmp) / f"{name}.yaml"
         path.write_text(text)
         documents, problems = load_file(path)

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from iac_runner import backends
 from iac_runner.backends.base import Backend, StackFile
+from iac_runner.common import paths
 from iac_runner.common.errors import ConfigError, RunnerError
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
@@ -413,7 +414,7 @@ def check_source(checked: Checked, options: Options) -> list[Problem]:
         log.info(f"{doc.file}: the job or the source is given by a placeholder: not checked out")
         return []
     log.step(f"checking {doc.file}" + (f" ({source.url} @ {source.ref or 'HEAD'})" if source else ""))
-    with tempfile.TemporaryDirectory(prefix="iac-runner-validate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="iac-runner-validate-", dir=paths.temp_dir()) as tmp:
         scripts = Path(tmp) / "scripts"
         scripts.mkdir()
         try:

@@ -68,8 +68,6 @@ def execute(request: RunRequest) -> RunResult:
     deadline = Deadline(settings.timeout)
     if request.output_files and request.action in WRITES_OUTPUTS:
         _check_output_files(request.output_files)
-    stack_name = settings.stack_name or _default_stack_name(settings, request)
-    report.stack = stack_name
     with forward_signals(), contextlib.ExitStack() as stack:
         with report.phase("checkout"):
             checkout_deadline = deadline.phase("checkout", settings.checkout_timeout, "IAC_RUNNER_CHECKOUT_TIMEOUT")
@@ -85,6 +83,8 @@ def execute(request: RunRequest) -> RunResult:
         report.source = {k: v for k, v in _source_record(source, settings).items() if v}
         work = stack.enter_context(_work_dir())
         view = mirror(source.folder, _top(source), work / "stack", _companions(backend, request, source))
+        stack_name = settings.stack_name or _default_stack_name(settings, request, backend.state_identity(view))
+        report.stack = stack_name
         guard = Guard(settings.allowed_replacements() | set(stack_file.allow_replace), set(stack_file.protect))
         ctx = StackContext(
             folder=view,
@@ -116,7 +116,7 @@ def execute(request: RunRequest) -> RunResult:
         try:
             result = _act(request.action, backend, ctx, guard)
         except RunnerError as error:
-            raise _relocated(error, view, _shown(source)) from None
+            raise _relocated(_sparse_hint(error, source), view, _shown(source)) from None
         finally:
             report.guard = guard.decision
         outs = outputs_mod.classify(result.outputs, request.secret_inputs)
@@ -205,14 +205,32 @@ def _relocated(error: RunnerError, view: Path, shown: str) -> RunnerError:
     return error
 
 
+#: What engines say when code the stack uses is not there (a module folder, a Python module, a file).
+_MISSING_CODE = ("no module named", "unreadable module directory", "module not found", "no such file or directory",
+                 "failed to read module directory", "cannot find module")  # fmt: skip
+
+
+def _sparse_hint(error: RunnerError, source: Source) -> RunnerError:
+    """A stack that fails for want of code in a sparse checkout: say what was checked out and how to add more."""
+    text = f"{error.summary} {error.details}".lower()
+    if source.sparse and any(marker in text for marker in _MISSING_CODE):
+        error.fix = (
+            f"{error.fix} The checkout holds only {', '.join(source.sparse)} of the repository: if the stack uses "
+            "code elsewhere in it that the runner could not see, name those folders in IAC_RUNNER_SOURCE_INCLUDE "
+            "(comma-separated)."
+        ).strip()
+    return error
+
+
 def _source_record(source: Source, settings: Settings) -> dict[str, str | None]:
     return {"url": source.url, "ref": source.ref, "commit": source.commit, "path": settings.source_path}
 
 
-def _default_stack_name(settings: Settings, request: RunRequest) -> str:
+def _default_stack_name(settings: Settings, request: RunRequest, identity: str | None) -> str:
     """Local runs: the stack path's folders joined ('stacks/s3/cloudformation' -> 'stacks-s3-cloudformation').
-    A job must say which resource it is: a folder name is the same for every resource of a definition."""
-    if request.container:
+    A job must say which resource it is (a folder name is the same for every resource of a definition), unless
+    the stack fixes its state's identity itself: then the name only labels the run."""
+    if request.container and identity is None:
         raise ConfigError(
             "IAC_RUNNER_STACK_NAME is not set: in container mode the stack's identity must come from the resource.",
             where="job.variables of the resource definition",
@@ -220,8 +238,12 @@ def _default_stack_name(settings: Settings, request: RunRequest) -> str:
             "definition: derived from a folder, two resources would share (and destroy) one stack.",
         )
     if settings.source_path:
-        return "-".join(part for part in Path(settings.source_path).parts if part not in ("/", "."))
-    return request.base_dir.resolve().name
+        name = "-".join(part for part in Path(settings.source_path).parts if part not in ("/", "."))
+    else:
+        name = request.base_dir.resolve().name
+    if request.container:
+        log.info(f"the stack's state is identified by {identity}; {name!r} only names this run")
+    return name
 
 
 def _state_url(settings: Settings, backend: Backend, folder: Path, container: bool) -> str | None:
@@ -260,10 +282,10 @@ def _work_dir() -> Iterator[Path]:
     hold secret values) is removed by the next run."""
     _remove_stale()
     try:
-        work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-"))
+        work = Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-", dir=paths.temp_dir()))
     except OSError as exc:
         raise ConfigError(
-            f"No writable temp folder for the run's work dir ({tempfile.gettempdir()}: {exc.strerror}).",
+            f"No writable temp folder for the run's work dir ({paths.temp_dir()}: {exc.strerror}).",
             where="TMPDIR",
             fix="Give the job a writable /tmp (an emptyDir under a read-only root filesystem) or set TMPDIR.",
         ) from None
@@ -274,7 +296,7 @@ def _work_dir() -> Iterator[Path]:
 
 
 def _remove_stale() -> None:
-    for folder in Path(tempfile.gettempdir()).glob(f"{_WORK_PREFIX}*-*"):
+    for folder in paths.temp_dir().glob(f"{_WORK_PREFIX}*-*"):
         pid = folder.name.removeprefix(_WORK_PREFIX).split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)) and folder.stat().st_uid == os.getuid():
             shutil.rmtree(folder, ignore_errors=True)

@@ -14,12 +14,12 @@ import re
 import shlex
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from iac_runner.common import process
+from iac_runner.common import paths, process
 from iac_runner.common.errors import ConfigError, EngineError
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
@@ -61,6 +61,8 @@ class Source:
     url: str | None = None
     ref: str | None = None
     widen: Callable[[list[str]], None] | None = None
+    #: The repository's folders a sparse checkout holds (empty: all of it).
+    sparse: list[str] = field(default_factory=list)
 
     def include(self, folders: Iterable[Path]) -> None:
         """Make `folders` (inside the root) present: a sparse checkout fetches them, a plain folder has them."""
@@ -68,6 +70,7 @@ class Source:
         missing = [w for w in wanted if not (self.root / w).is_dir()]
         if missing and self.widen is not None:
             self.widen(missing)
+            self.sparse += missing
 
 
 class SourceError(ConfigError):
@@ -140,7 +143,7 @@ def checkout(
         check_links(folder, root)
         yield Source(folder=folder, root=root)
         return
-    with tempfile.TemporaryDirectory(prefix="iac-runner-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="iac-runner-", dir=paths.temp_dir()) as tmp:
         yield _GitCheckout(git, Path(tmp), deadline, Retry(retries, deadline)).run()
 
 
@@ -215,7 +218,9 @@ class _GitCheckout:
                 if (dest / extra).is_dir():
                     check_links(dest / extra, dest.resolve())
 
-        return Source(folder=folder, root=dest.resolve(), commit=commit, url=self.shown, ref=self.ref, widen=widen)
+        return Source(
+            folder=folder, root=dest.resolve(), commit=commit, url=self.shown, ref=self.ref, widen=widen, sparse=folders
+        )
 
     def _environment(self) -> dict[str, str]:
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from iac_runner import backends
 from iac_runner.backends.base import EngineUnavailable
+from iac_runner.common import paths
 from iac_runner.common.errors import ConfigError, ExitCode
 from iac_runner.common.log import log
 from iac_runner.common.secrets import MASK
@@ -68,7 +69,7 @@ def examples(stacks: Path) -> list[Example]:
 def run_demo() -> int:
     stacks = find_stacks()
     outcomes: list[Outcome] = []
-    with tempfile.TemporaryDirectory(prefix="iac-runner-demo-") as tmp, running() as cloud:
+    with tempfile.TemporaryDirectory(prefix="iac-runner-demo-", dir=paths.temp_dir()) as tmp, running() as cloud:
         log.step(f"embedded cloud: moto on {cloud.endpoint}")
         repo = _repo(stacks, Path(tmp) / "stacks.git")
         log.step(f"example stacks served from git repository {repo}")

@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.helpers import SENTINEL, STACKS, Container, base_env, s3_example
+from tests.helpers import SENTINEL, STACKS, Container, base_env, isolate, s3_example
 from tests.helpers.faultproxy import serving
 
 TEMPLATE = (STACKS / "s3-bucket" / "cloudformation" / "template.yaml").read_text()
@@ -120,6 +120,19 @@ def test_the_deadline_stops_cloudformation_before_it_changes_anything(
     assert stacks_named(cfn_client(aws["AWS_ENDPOINT_URL"]), "late") == [], "no change after the deadline"
 
 
+def catching_sigterm(proc: subprocess.Popen[str]) -> None:
+    """Wait for the earliest moment the runner can catch SIGTERM (its handler is installed): before it, the
+    interpreter itself is still starting and the kernel's default action applies, as for any program."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:")).split()[1], 16)
+        if caught & (1 << (signal.SIGTERM - 1)):
+            return
+        time.sleep(0.001)
+    pytest.fail("the runner never installed its SIGTERM handler")
+
+
 def _start(container: Container, env: dict[str, str], inputs: dict[str, Any]) -> tuple[subprocess.Popen[str], Path]:
     container.runs += 1
     scripts = container.root / f"signal{container.runs}"
@@ -149,6 +162,7 @@ def test_sigterm_at_any_moment_of_a_cloudformation_run(after: float, container: 
         proxy.delay = 0.15
         container.env.update({**aws, "AWS_ENDPOINT_URL": proxy.url, "IAC_RUNNER_STACK_NAME": name})
         proc, scripts = _start(container, {}, s3_example.INPUTS)
+        catching_sigterm(proc)
         time.sleep(after)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=120)
@@ -189,17 +203,31 @@ def test_the_endpoint_dying_while_the_stack_changes_is_an_engine_failure(
         container.run("create", s3_example.INPUTS, secrets=SECRETS, files=FILES).assert_ok()
 
 
-def test_a_huge_value_is_cut_in_the_log(container: Container, aws: dict[str, str]) -> None:
-    container.env.update({**aws, "IAC_RUNNER_STACK_NAME": "huge"})
-    result = container.run(
-        "create", {**s3_example.INPUTS, "environment": "x" * 2_000_000}, secrets=SECRETS, files=FILES
-    )
-    assert result.returncode != 0
+HUGE_LINE_TF = r"""
+variable "big" { type = string }
+resource "terraform_data" "noisy" {
+  provisioner "local-exec" {
+    command     = "printf '%s\\n' \"$BIG\"; exit 1"
+    environment = { BIG = var.big }
+  }
+}
+"""
+
+
+def test_a_huge_engine_line_is_cut_in_the_log_and_the_error_file(container: Container, tmp_path: Path) -> None:
+    """An engine that prints a 100 kB line (here a provisioner echoing an input) does not flood the job's log or
+    the error file the orchestrator shows."""
+    isolate(container, tmp_path, IAC_RUNNER_STACK_NAME="huge")
+    result = container.run("create", {"big": "x" * 100_000}, files={"main.tf": HUGE_LINE_TF})
+    assert result.returncode == 1, result.log
+    assert "x" * 1000 in result.log, "the line is shown, cut"
     assert max(len(line) for line in result.log.splitlines()) < 10_000
+    assert len(result.error) < 20_000
 
 
 def test_a_sigterm_before_anything_is_set_up(tmp_path: Path) -> None:
-    """The signal comes while Python is still importing: exit 130 and the error file, not a bare 143."""
+    """The signal comes as soon as the runner can catch it, before it has read its configuration: exit 130 and
+    the error file, not a bare 143."""
     scripts = tmp_path / "early"
     scripts.mkdir()
     contract = {"ACTION": "create", "SCRIPTS_DIRECTORY": str(scripts), "OUTPUTS_FILE": "o.json",
@@ -208,7 +236,7 @@ def test_a_sigterm_before_anything_is_set_up(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "iac_runner", "container"], env=env, stderr=subprocess.PIPE, text=True
     )
-    time.sleep(0.15)
+    catching_sigterm(proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

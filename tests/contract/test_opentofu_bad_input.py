@@ -112,7 +112,9 @@ CASES: dict[str, Case] = {
         says=("main.tf in the stack folder is not a regular file", "Rename the folder"),
     ),
     "engine binary is not executable": Case(
-        env={"IAC_RUNNER_TOFU_BINARY": "/etc/hostname"}, says=("The OpenTofu engine is not available",)
+        # Not a program either way: without the execute bit, or (where it has one) not an executable format.
+        env={"IAC_RUNNER_TOFU_BINARY": "/etc/hostname"},
+        says=("/etc/hostname", "iac-runner backends"),
     ),
     "two backend declarations": Case(
         files={

@@ -71,6 +71,10 @@ class OpenTofuBackend(BackendDefaults):
     def needs_state(self, folder: Path | None) -> bool:
         return folder is None or not config.backend_files(folder)
 
+    def state_identity(self, folder: Path) -> str | None:
+        declared = config.backend_files(folder)
+        return f"the backend block in {declared[0].name}" if declared else None
+
     def declared_inputs(self, folder: Path, stack_file: StackFile) -> Declared:
         return config.declared_variables(folder)
 
@@ -158,6 +162,8 @@ class _Tofu:
         self.commands = Commands(self.binary, ctx.folder, self.work / "inputs.tfvars.json", ctx.lock_timeout)
         self.retry = Retry(ctx.retries, ctx.deadline)
         self.env = self._environment()
+        #: Where the state lives, as the log says it: what an operator needs to push an emergency copy back.
+        self.state_where = "the stack's state backend"
 
     def __enter__(self) -> _Tofu:
         write_atomic(self.commands.var_file, json.dumps(dict(self.ctx.inputs), indent=2), mode=0o600)
@@ -181,6 +187,11 @@ class _Tofu:
         )
         cache = Path(env.get("TF_PLUGIN_CACHE_DIR") or paths.cache_home() / "tofu-plugin-cache")
         env["TF_PLUGIN_CACHE_DIR"] = str(paths.writable(cache, "OpenTofu plugin cache", setting="TF_PLUGIN_CACHE_DIR"))
+        # Without it, the first init of a stack that has no dependency lock file installs its providers into the
+        # shared cache again, replacing binaries that parallel runs are executing (bench: 11 of 60 first creates,
+        # 20 at once, failed with "Failed to load plugin schemas"; 0 of 60 with it). The lock file tofu then
+        # writes, in the run's view, holds this platform's checksum only; a committed lock file is used as it is.
+        env.setdefault("TF_PLUGIN_CACHE_MAY_BREAK_DEPENDENCY_LOCK_FILE", "true")
         _cli_config(env)
         for name, value in self.ctx.secret_inputs.items():
             # Secrets reach the engine only through its environment, never a file on disk.
@@ -219,6 +230,7 @@ class _Tofu:
                 "second one. Drop one of the files (or the block in the stack's code).",
             )
         if backend and declared:
+            self.state_where = f"the backend block in {declared[0].name}"
             log.info(f"state: the stack's own backend block in {declared[0].name}")
             if self.ctx.state_url:
                 log.warning("the stack declares its own backend block: it is used, and IAC_RUNNER_STATE_URL is ignored")
@@ -352,7 +364,7 @@ class _Tofu:
         """A failed apply or destroy: a state tofu could not save, a held lock, or the engine's failure (tried
         again only when no resource was touched yet)."""
         if diag.state_not_saved(found.errors, found.other):
-            return diag.state_lost_error(found.errors, self._keep_errored_state(), self.binary, str(self.ctx.folder))
+            return diag.state_lost_error(found, self._keep_errored_state(), self.binary, self.state_where)
         return diag.lock_error(found.errors, self.binary, self.ctx.state_url) or diag.engine_error(
             found.errors, what, done.stderr, found.failed, retry_safe=not found.started
         )
@@ -438,7 +450,8 @@ class _Tofu:
         backend_file = self.work / "backend.tfbackend"
         write_atomic(backend_file, "".join(f"{k} = {config.hcl_value(v)}\n" for k, v in settings.items()), mode=0o600)
         where = f"s3://{settings['bucket']}/{settings['key']}" if kind == "s3" else settings["path"]
-        log.info(f"state: {kind} backend at {where}")
+        self.state_where = f"{kind} backend at {where}"
+        log.info(f"state: {self.state_where}")
         return backend_file
 
 

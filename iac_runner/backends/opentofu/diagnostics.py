@@ -312,18 +312,26 @@ def state_not_saved(errors: list[dict[str, Any]], other: list[str]) -> bool:
     return any(marker in text for marker in _STATE_NOT_SAVED)
 
 
-def state_lost_error(errors: list[dict[str, Any]], copy: Path | None, binary: str, folder: str) -> EngineError:
-    """The truth about a state tofu could not save: where its emergency copy is and how to push it back."""
+def state_lost_error(found: Diagnostics, copy: Path | None, binary: str, state: str) -> EngineError:
+    """The truth about a state tofu could not save: where its emergency copy is and how to push it back (and,
+    when tofu could not release the lock either, that the lock is stale, not held by another run)."""
+    tofu = Path(binary).name
     where = f"emergency copy of the state: {copy}" if copy else "tofu's emergency copy (errored.tfstate) was not found"
-    push = f"`{Path(binary).name} -chdir={folder} state push {copy}`" if copy else "`tofu state push errored.tfstate`"
+    unlock = ""
+    if any("releasing the state lock" in e.get("summary", "").lower() for e in found.errors):
+        unlock = (
+            f" tofu could not release the state lock either: once the push succeeded, `{tofu} force-unlock` the "
+            "lock ID that the next run names (it is this run's, not another's)."
+        )
     return EngineError(
         "OpenTofu changed the infrastructure but could not save the state to its backend: the state backend "
         "went away during the run.",
         where=where,
-        fix=f"Restore access to the state backend, then push the emergency copy with {push} (same backend "
-        "configuration) before running again: without it the next run does not know what was created.",
-        details="\n".join(describe(e) for e in errors[:5]),
-        diagnostics=_diagnostics(errors),
+        fix=f"Restore access to the state backend ({state}); then, in the stack's folder initialised for that "
+        f"same state, run `{tofu} state push {copy or 'errored.tfstate'}` before the next run: without it the next "
+        f"run does not know what this one created.{unlock}",
+        details="\n".join(describe(e) for e in found.errors[:5]),
+        diagnostics=_diagnostics(found.errors),
     )
 
 
