@@ -1,18 +1,17 @@
 """The embedded default cloud: moto's standalone server on a free loopback port.
 
 Used by `iac-runner demo` and the test suite. Run as `python -m iac_runner.local.cloud PORT`, it starts moto with
-three fidelity fixes: moto's change-set execution leaves the stack's outputs and parameters as they were before the
-change set, where real CloudFormation updates them; its CloudFormation S3 bucket ignores VersioningConfiguration;
-and its change sets miss a resource that changes through a parameter only and never say whether a change replaces
-the resource, where CloudFormation says both (what the replacement guard reads). The fixes make moto behave like
-AWS; the runner's own API calls are the same against both.
+three fidelity fixes: moto's change-set execution leaves the stack's outputs and parameters as they were before
+the change set, where real CloudFormation updates them; its CloudFormation S3 bucket ignores
+VersioningConfiguration; and its update change sets list no change a parameter makes and never say whether a
+change replaces the resource. The fixes make moto behave like AWS; the runner's own API calls are the same against
+both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -131,85 +130,60 @@ def _fix_bucket_versioning() -> None:
     setattr(FakeBucket, "create_from_cloudformation_json", classmethod(create_versioned))  # noqa: B010
 
 
-#: Properties whose change replaces the resource ("Update requires: Replacement" in the AWS resource reference), for
-#: the resource types of the example stacks; a change of any other property is made in place.
-REPLACED_BY = {
-    "AWS::S3::Bucket": {"BucketName"},
-    "AWS::SSM::Parameter": {"Name"},
-    "AWS::SNS::Topic": {"TopicName", "FifoTopic"},
-    "AWS::SQS::Queue": {"QueueName", "FifoQueue"},
-    "AWS::SNS::Subscription": {"Endpoint", "Protocol", "TopicArn"},
-    "AWS::EC2::SecurityGroup": {"GroupName", "GroupDescription", "VpcId"},
-    "AWS::ElastiCache::SubnetGroup": {"CacheSubnetGroupName"},
-    "AWS::ElastiCache::ReplicationGroup": {"ReplicationGroupId", "Engine", "CacheSubnetGroupName", "Port"},
-}
-
-
-def _parameters_used(value: Any) -> set[str]:
-    """The names a property's value refers to: `Ref`s and the `${name}`s of `Fn::Sub`."""
-    if isinstance(value, list):
-        return set().union(*(_parameters_used(v) for v in value)) if value else set()
-    if not isinstance(value, dict):
-        return set()
-    found: set[str] = set()
-    for key, inner in value.items():
-        if key == "Ref" and isinstance(inner, str):
-            found.add(inner)
-        elif key == "Fn::Sub":
-            text = inner[0] if isinstance(inner, list) and inner else inner
-            found.update(re.findall(r"\$\{([^}!.]+)\}", text) if isinstance(text, str) else ())
-            found.update(_parameters_used(inner[1:] if isinstance(inner, list) else []))
-        else:
-            found.update(_parameters_used(inner))
-    return found
-
-
-def _fix_change_set_details() -> None:
-    """A Modify change as CloudFormation describes it: found when only a parameter it uses changed, with
-    `Replacement` and a `Details` entry per changed property (`RequiresRecreation`, what caused it)."""
+def _fix_change_set_changes() -> None:
+    """An update change set as AWS describes it: a resource whose properties reference a changed parameter is
+    modified too (moto's execution already updates it), and each modification says which properties change, and
+    whether that replaces the resource (Replacement, Scope, Details): properties that only a new resource can
+    take are the resource schema's createOnlyProperties (cfn-lint ships the schemas)."""
     from moto.cloudformation.models import Change, ChangeSet
+    from moto.cloudformation.parsing import get_references_from_template
 
     diff = ChangeSet.diff
 
-    def diff_with_details(self: ChangeSet) -> list[Change]:
-        resource_map = self.stack.resource_map
-        deployed = resource_map._resource_json_map
-        wanted = self.template_dict.get("Resources") or {}
-        given = resource_map.input_parameters or {}
-        changed = {k for k, v in (self.parameters or {}).items() if given.get(k) != v}
-        changes = [c for c in diff(self) if c.action != "Modify"]
-        for name, resource in wanted.items():
-            if name not in deployed:
-                continue
-            old, new = deployed[name].get("Properties") or {}, resource.get("Properties") or {}
-            details: list[dict[str, Any]] = []
-            replaced = False
-            for prop in sorted(set(old) | set(new)):
-                by_parameter = sorted(_parameters_used(new.get(prop)) & changed)
-                if old.get(prop) == new.get(prop) and not by_parameter:
-                    continue
-                recreates = prop in REPLACED_BY.get(resource.get("Type", ""), ())
-                replaced = replaced or recreates
-                details.append(
-                    {
-                        "Target": {"Attribute": "Properties", "Name": prop,
-                                   "RequiresRecreation": "Always" if recreates else "Never"},
-                        "Evaluation": "Static",
-                        "ChangeSource": "ParameterReference" if by_parameter else "DirectModification",
-                        **({"CausingEntity": by_parameter[0]} if by_parameter else {}),
-                    }
-                )  # fmt: skip
-            if not details and deployed[name] == resource:
-                continue
-            change = Change("Modify", name, resource.get("Type", ""))
-            # Members of the API's ResourceChange that moto's Change lacks; its serializer picks them up by name.
-            vars(change).update(
-                replacement="True" if replaced else "False", scope=["Properties"] if details else [], details=details
-            )
-            changes.append(change)
+    def diff_as_aws(self: ChangeSet) -> list[Change]:
+        if self.change_set_type != "UPDATE":
+            return diff(self)
+        resources = self.stack.resource_map
+        old = resources._resource_json_map
+        new = self.template_dict.get("Resources") or {}
+        moved = {name for name, value in self.parameters.items() if resources.input_parameters.get(name) != value}
+        changes = []
+        # What moto's execution of the change set does (ResourceMap.update), with the parameters.
+        for action, names in resources.build_resource_diff(self.template_dict, self.parameters).items():
+            for name in names:
+                change = Change(action, name, (new.get(name) or old[name])["Type"])
+                if action == "Modify":
+                    details = _details(old[name], new[name], moved, get_references_from_template)
+                    replaced = any(d["Target"]["RequiresRecreation"] == "Always" for d in details)
+                    change.replacement = "True" if replaced else "False"  # type: ignore[attr-defined]
+                    change.scope = sorted({d["Target"]["Attribute"] for d in details})  # type: ignore[attr-defined]
+                    change.details = details  # type: ignore[attr-defined]
+                changes.append(change)
         return changes
 
-    ChangeSet.diff = diff_with_details  # type: ignore[method-assign]
+    ChangeSet.diff = diff_as_aws  # type: ignore[method-assign]
+
+
+def _details(old: dict[str, Any], new: dict[str, Any], moved: set[str], references: Any) -> list[dict[str, Any]]:
+    """The Details of a modified resource's change: each property that changes, directly or through a parameter."""
+    from cfnlint.schema.manager import PROVIDER_SCHEMA_MANAGER
+
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(REGION, new["Type"]).schema
+    create_only = {path.removeprefix("/properties/") for path in schema.get("createOnlyProperties", [])}
+    before, after = old.get("Properties") or {}, new.get("Properties") or {}
+    details = []
+    for name in sorted({*before, *after}):
+        recreation = "Always" if name in create_only else "Never"
+        target = {"Attribute": "Tags"} if name == "Tags" else {"Attribute": "Properties", "Name": name}
+        target["RequiresRecreation"] = recreation
+        if before.get(name) != after.get(name):
+            details.append({"Target": target, "Evaluation": "Static", "ChangeSource": "DirectModification"})
+        for parameter in sorted(moved & set(references(after.get(name)))):
+            details.append(
+                {"Target": target, "Evaluation": "Static", "ChangeSource": "ParameterReference",
+                 "CausingEntity": parameter}
+            )  # fmt: skip
+    return details
 
 
 def serve(port: int) -> None:
@@ -217,7 +191,7 @@ def serve(port: int) -> None:
 
     _fix_change_set_execution()
     _fix_bucket_versioning()
-    _fix_change_set_details()
+    _fix_change_set_changes()
     main(["-H", HOST, "-p", str(port)])
 
 

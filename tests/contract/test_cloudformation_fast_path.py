@@ -103,9 +103,9 @@ def test_a_changed_parameter_takes_the_full_path(container: Container, proxy: Fa
     files = {"template.yaml": TOPIC}
     container.run("create", {"name": "before"}, secrets={"token": SENTINEL}, files=files).assert_ok()
     proxy.requests.clear()
-    # A new TopicName replaces the topic (as on AWS): the replacement guard must let it through.
-    after = container.run("create", {"name": "after"}, secrets={"token": SENTINEL}, files=files,
-                          env={"IAC_RUNNER_ALLOW_REPLACE": "Topic"})  # fmt: skip
+    # A new TopicName is a new topic (createOnlyProperties): the replacement guard must let it through.
+    allowed = {"IAC_RUNNER_ALLOW_REPLACE": "Topic"}
+    after = container.run("create", {"name": "after"}, secrets={"token": SENTINEL}, files=files, env=allowed)
     after.assert_ok()
     assert proxy.count("CreateChangeSet") == 1
     assert after.json("values")["topic"] == "after"
