@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,21 +232,25 @@ def isolate(container: Container, tmp_path: Path, **extra: str) -> Path:
     return state
 
 
-def s3_client(aws: Mapping[str, str]) -> Any:
-    return boto3.client(
-        "s3",
+def aws_client(service: str, aws: Mapping[str, str]) -> Any:
+    """A boto3 client of `service` for the suite's moto (`aws`: the environment pointing at it)."""
+    factory: Callable[..., Any] = boto3.client  # any service name: the stubs type each one separately
+    return factory(
+        service,
         endpoint_url=aws["AWS_ENDPOINT_URL"],
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def s3_client(aws: Mapping[str, str]) -> Any:
+    return aws_client("s3", aws)
 
 
 def ssm_client(aws: Mapping[str, str]) -> Any:
-    return boto3.client(
-        "ssm",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return aws_client("ssm", aws)
+
+
+def cfn_client(aws: Mapping[str, str]) -> Any:
+    return aws_client("cloudformation", aws)
