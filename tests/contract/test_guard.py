@@ -14,13 +14,22 @@ from typing import Any
 import pytest
 
 from iac_runner import backends
-from tests.helpers import SENTINEL, STACKS, Container, Result, run_cli, s3_client, ssm_client, unique
+from tests.helpers import (
+    SENTINEL,
+    STACKS,
+    Container,
+    Result,
+    check_report,
+    run_cli,
+    s3_client,
+    ssm_client,
+    unique,
+)
 from tests.helpers.pulumi import PASSPHRASE
 from tests.helpers.tofu import stack_files
 
 ONE, TWO = "guard-one", "guard-two"
 SECRETS = {"apiToken": SENTINEL}
-REPORT = "report.json"
 
 
 @dataclass(frozen=True)
@@ -63,12 +72,6 @@ def parameters(ssm: Any) -> list[str]:
     return sorted(p["Name"] for p in ssm.describe_parameters()["Parameters"])
 
 
-def report(result: Result) -> dict[str, Any]:
-    assert result.out_dir is not None
-    document: dict[str, Any] = json.loads((result.out_dir / REPORT).read_text())
-    return document
-
-
 @pytest.mark.parametrize("backend", sorted(CASES))
 def test_a_replacement_is_refused_unless_allowed_and_protect_wins(
     backend: str, container: Container, aws: dict[str, str], tmp_path: Path
@@ -79,7 +82,7 @@ def test_a_replacement_is_refused_unless_allowed_and_protect_wins(
     (tmp_path / "tmp").mkdir()
     container.env.update(
         {**aws, **case.env, "TMPDIR": str(tmp_path / "tmp"), "IAC_RUNNER_STACK_NAME": unique(f"guard-{backend}"),
-         "IAC_RUNNER_REPORT_FILE": REPORT, "IAC_RUNNER_BACKEND": backend}
+         "IAC_RUNNER_BACKEND": backend}
     )  # fmt: skip
     files = stack_files(STACKS / "s3-bucket" / backend)
     plain = {**files, "iac-runner.yaml": case.stack_file}
@@ -102,46 +105,47 @@ def test_a_replacement_is_refused_unless_allowed_and_protect_wins(
     allow = error.split("IAC_RUNNER_ALLOW_REPLACE=", 1)[1].split(" ", 1)[0]
     assert sorted(allow.split(",")) == sorted(case.replaced), error
     assert buckets(s3) == [ONE] and parameters(ssm) == before, "nothing was changed"
-    decision = report(refused)["guard"]
+    decision = refused.report["guard"]
     assert decision["status"] == "refused"
     assert {r["address"]: r["forced_by"] for r in decision["refused"]} == {a: [f] for a, f in case.replaced.items()}
-    assert report(refused)["result"] == {"status": "failed", "exit_code": 2}
+    assert refused.report["result"] == {"status": "failed", "exit_code": 2}
 
     # `iac-runner plan` (the local CLI) says what a create would refuse, and refuses nothing.
     folder = tmp_path / "stack"
     for name, text in plain.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
-    planned = run_cli(
-        ["plan", str(folder), "--var", f"bucket={TWO}", "--var", "versioning=true", "--report", str(tmp_path / REPORT)],
-        {**container.env, "IAC_RUNNER_REPORT_FILE": "", "IAC_RUNNER_SECRET_apiToken": SENTINEL},
-    )
+    plan = ["plan", str(folder), "--var", f"bucket={TWO}", "--var", "versioning=true"]
+    env = {**container.env, "IAC_RUNNER_REPORT_FILE": "", "IAC_RUNNER_SECRET_apiToken": SENTINEL}
+    planned = run_cli([*plan, "--report", str(tmp_path / "p.json")], env)
     planned.assert_ok()
     for address, attribute in case.replaced.items():
         assert f"a create would refuse {address} (replace: {attribute} forces it) (not allowed)" in planned.log
     assert f"{len(case.replaced)} to add" in planned.stdout
-    assert json.loads((tmp_path / REPORT).read_text())["guard"]["status"] == "refused"
+    plan_report = json.loads((tmp_path / "p.json").read_text())
+    check_report(plan_report)
+    assert plan_report["guard"]["status"] == "refused"
     assert buckets(s3) == [ONE]
 
     allowed = run("create", TWO, allow=",".join(case.replaced))
     allowed.assert_ok()
     assert allowed.json("values")["bucket"] == TWO
-    assert buckets(s3) == [TWO]
-    decision = report(allowed)["guard"]
+    assert buckets(s3) == [TWO] and parameters(ssm) == [f"/iac-runner/{TWO}/api-token"], "both replaced"
+    decision = allowed.report["guard"]
     assert decision["status"] == "passed" and decision["refused"] == []
     assert sorted(c["address"] for c in decision["let_through"]) == sorted(case.replaced)
     for address in case.replaced:
         assert f"replacement guard: {address} (replace" in allowed.log and "goes ahead, it is allowed" in allowed.log
 
     run("create", ONE, allow="all").assert_ok()
-    assert buckets(s3) == [ONE]
+    assert buckets(s3) == [ONE] and parameters(ssm) == before
 
     kept = run("create", TWO, allow="all", stack=protected)
     assert kept.returncode == 2, kept.log
     assert f"{case.bucket} (replace: {case.replaced[case.bucket]} forces it) — protected" in kept.error
     assert "only a destroy removes a protected resource" in kept.error
     assert buckets(s3) == [ONE] and parameters(ssm) == before, "nothing was changed"
-    decision = report(kept)["guard"]
+    decision = kept.report["guard"]
     assert decision["allowed"] == ["all"] and decision["protected"] == [case.bucket]
     assert [(r["address"], r["why"]) for r in decision["refused"]] == [(case.bucket, "protected")]
 
