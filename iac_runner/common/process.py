@@ -69,6 +69,8 @@ class Deadline:
         return Deadline(seconds, setting=setting, phase=name, waits_for=waits_for)
 
     def check(self, doing: str) -> None:
+        """Raise before the next step if the time is up, or if a signal's interruption was lost on the way."""
+        _interrupts.raise_lost()
         if self.remaining() > 0:
             return
         if self.phase_name:
@@ -98,6 +100,10 @@ class _Interrupts:
     def __init__(self) -> None:
         self.received: int | None = None
         self.children: set[subprocess.Popen[bytes]] = set()
+        #: A Signalled raised and not yet turned into the run's Interrupted: Python drops an exception raised
+        #: inside a finalizer (`__del__`, as garbage collection may run one at any moment), so the next
+        #: checkpoint raises it again.
+        self.unreported: int | None = None
 
     def handle(self, signum: int, _frame: FrameType | None) -> None:
         first = self.received is None
@@ -108,7 +114,12 @@ class _Interrupts:
             if first:
                 log.warning(f"received {signal.Signals(signum).name}: asked the engine to stop and save its state")
             return
+        self.unreported = signum
         raise Signalled(signum)
+
+    def raise_lost(self) -> None:
+        if self.unreported is not None:
+            raise Signalled(self.unreported)
 
     def remember(self, signum: int, _frame: FrameType | None) -> None:
         self.received = self.received or signum
@@ -123,8 +134,16 @@ def catch_signals_early(received: int | None = None) -> None:
     during start-up ends the run with exit 130 and the error file (`forward_signals` raises it). `received`: one
     the entry point caught before this module was imported."""
     _interrupts.received = _interrupts.received or received
+    sys.unraisablehook = _unraisable
     for sig in _SIGNALS:
         signal.signal(sig, _interrupts.remember)
+
+
+def _unraisable(unraisable: Any) -> None:
+    """A Signalled that a finalizer swallowed is kept for the next checkpoint (`raise_lost`), not printed as a
+    traceback in the job's log; anything else goes to Python's own hook."""
+    if not isinstance(unraisable.exc_value, Signalled):
+        sys.__unraisablehook__(unraisable)
 
 
 def signal_received() -> int | None:
@@ -138,6 +157,8 @@ def signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
 
 
 def interrupted(signum: int, *, after_the_work: bool = False) -> Interrupted:
+    """The run's error for a signal (the Signalled it may have raised is reported by this)."""
+    _interrupts.unreported = None
     name = signal.Signals(signum).name
     if after_the_work:
         return Interrupted(
@@ -156,16 +177,20 @@ def forward_signals() -> Iterator[None]:
     """SIGTERM/SIGINT forwarded to the engines (or ending the run) for the duration of a run (main thread only).
     A signal that arrived before ends the run at once; one that arrives after is remembered."""
     previous = {sig: signal.signal(sig, _interrupts.handle) for sig in _SIGNALS}
+    lost: int | None = None
     try:
         if _interrupts.received is not None:
             raise Signalled(_interrupts.received)
         yield
+        lost = _interrupts.unreported  # raised where Python dropped it, and no checkpoint came after
     except Signalled as signalled:
         raise interrupted(signalled.signum) from None
     finally:
         _interrupts.received = None  # reported by now; a later signal is remembered afresh
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not _interrupts.handle else _interrupts.remember)
+    if lost is not None:
+        raise interrupted(lost, after_the_work=True)
 
 
 @dataclass(frozen=True)

@@ -128,3 +128,34 @@ def test_an_engine_outlives_no_runner_killed_with_sigkill(tmp_path: Path) -> Non
             break
         time.sleep(0.1)
     assert marker.exists(), "the engine kept running after its runner was killed"
+
+
+class _SignalsInItsFinalizer:
+    """An object whose finalizer receives SIGTERM: the handler's Signalled is raised inside `__del__`, where
+    Python drops it (as when garbage collection runs a finalizer at the moment a signal arrives)."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # the handler runs here, inside the finalizer
+
+
+def test_a_signal_dropped_in_a_finalizer_is_raised_at_the_next_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    dropped: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: dropped.append(unraisable.exc_value))
+    started: list[str] = []
+    with pytest.raises(Interrupted, match=r"interrupted by SIGTERM\.$"), process.forward_signals():
+        finalized = _SignalsInItsFinalizer()
+        del finalized
+        assert dropped and isinstance(dropped[0], process.Signalled), "Python dropped it"
+        Deadline(60).check("starting a change")  # the checkpoint before a change raises it again
+        started.append("the change")
+    assert not started
+
+
+def test_a_dropped_signal_with_no_checkpoint_after_it_still_ends_the_run_with_130(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: None)
+    with pytest.raises(Interrupted, match="after it had finished its work"), process.forward_signals():
+        finalized = _SignalsInItsFinalizer()
+        del finalized
