@@ -91,7 +91,8 @@ def test_the_wheel_with_its_pulumi_extra_installs_and_runs_on_newer_pythons(
         pytest.skip(reason)
     venv = tmp_path / "venv"
     # A pyenv shim picks its interpreter from PYENV_VERSION (a prefix such as 3.12 is enough); others ignore it.
-    env = {**os.environ, "PYENV_VERSION": version}
+    # No PYTHONPATH: a checkout on it would look installed to pip already.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYENV_VERSION": version}
     made = subprocess.run(
         [python, "-m", "venv", str(venv)], env=env, capture_output=True, text=True, timeout=120, check=False
     )
@@ -102,7 +103,7 @@ def test_the_wheel_with_its_pulumi_extra_installs_and_runs_on_newer_pythons(
     installed = subprocess.run(
         [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
          "--only-binary", ":all:", f"{wheel}[pulumi]"],
-        capture_output=True, text=True, timeout=900, check=False,
+        env=env, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert installed.returncode == 0, installed.stderr[-3000:]
     backends = subprocess.run(
