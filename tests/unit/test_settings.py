@@ -66,7 +66,7 @@ def test_stack_file(tmp_path: Path) -> None:
     assert load_stack_file(tmp_path).backend is None
     (tmp_path / "iac-runner.yaml").write_text("backend: cloudformation\nsecret_outputs: [a, b]\n")
     stack_file = load_stack_file(tmp_path)
-    assert stack_file.backend == "cloudformation" and stack_file.secret_outputs == ["a", "b"]
+    assert stack_file.backend == "cloudformation" and stack_file.secret_outputs == ("a", "b")
     (tmp_path / "iac-runner.yaml").write_text("backend: cloudformation\n\ntemplat: t.yaml\n")
     with pytest.raises(ConfigError, match="Unknown key 'templat'") as info:
         load_stack_file(tmp_path)
