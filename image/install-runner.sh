@@ -16,8 +16,8 @@
 #   EXTRAS  comma-separated extras of the project (default: pulumi, the Automation API pinned to the Pulumi
 #           CLI of tools/versions.env)
 #
-# Environment: PYTHON (default python3; Python 3.11: pulumi 3.79's grpcio pin has no wheels for later
-# versions), and pip's own variables (PIP_INDEX_URL, PIP_NO_CACHE_DIR, ...). Downloads trust the build's
+# Environment: PYTHON (default python3; Python 3.11, Debian bookworm's, which the image's final stage runs), and
+# pip's own variables (PIP_INDEX_URL, PIP_NO_CACHE_DIR, ...). Downloads trust the build's
 # `build-cas` secret (image/with-build-cas.sh). A regular (not editable) install: the venv does not refer back
 # to SOURCE_DIR. No compiler is needed: every package comes as a wheel (--only-binary :all:).
 set -euo pipefail
@@ -61,14 +61,15 @@ install_locked() {
 }
 
 # What the runner never uses at run time: the build tools of its own venv (pip stays: Pulumi's Python language
-# host runs `python -m pip list` to find a program's plugins), and the test suites that packages ship inside
-# themselves (`tests` folders below a package's top, with their bytecode: ~45 MB, most of it sympy's and
-# networkx's, which cfn-lint brings).
+# host runs `python -m pip list` to find a program's plugins); debugpy, which the Pulumi SDK requires only so that
+# a language host can attach a debugger (`pulumi up --attach-debugger`, never done by a Job; nothing imports it
+# otherwise: ~25 MB); and the test suites that packages ship inside themselves (`tests` folders below a
+# package's top, with their bytecode: ~45 MB, most of it sympy's and networkx's, which cfn-lint brings).
 trim() {
     local venv=$1 before site
     before=$(du -sm -- "$venv" | cut -f 1)
     site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    "$venv/bin/python" -m pip uninstall --quiet --yes setuptools wheel 2>/dev/null || true
+    "$venv/bin/python" -m pip uninstall --quiet --yes setuptools wheel debugpy 2>/dev/null || true
     find "$site" -mindepth 2 -type d -name tests -prune -exec rm -rf -- {} +
     log "trimmed the venv: ${before} MB -> $(du -sm -- "$venv" | cut -f 1) MB"
 }

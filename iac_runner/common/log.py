@@ -1,4 +1,4 @@
-"""The run's event stream: human-readable lines on a terminal (rich), or one JSON object per line.
+"""The run's event stream: human-readable lines (coloured on a terminal), or one JSON object per line.
 
 Everything printed goes through the secret registry first. Logs go to stderr so that stdout stays free for
 command results (`iac-runner outputs` prints JSON there).
@@ -7,6 +7,7 @@ command results (`iac-runner outputs` prints JSON there).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -21,6 +22,8 @@ LINE_LIMIT = 8192
 
 _STYLES = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red", "step": "bold cyan"}
 _STATUS_STYLES = {"done": "green", "failed": "red", "in progress": "cyan"}
+#: Select Graphic Rendition codes of the few styles a line uses.
+_SGR = {"dim": "2", "bold": "1", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 
 
 class Log:
@@ -28,14 +31,14 @@ class Log:
         self.format: LogFormat = "text"
         self.debug_enabled = False
         self._stream: IO[str] = sys.stderr
-        self._console: Any = None
+        self._colour: bool | None = None
         self._started = time.monotonic()
 
     def configure(self, fmt: LogFormat = "text", *, debug: bool = False, stream: IO[str] | None = None) -> None:
         self.format = fmt
         self.debug_enabled = debug
         self._stream = stream or sys.stderr
-        self._console = None
+        self._colour = None
 
     def debug(self, message: str, **fields: Any) -> None:
         if self.debug_enabled:
@@ -83,19 +86,28 @@ class Log:
         elapsed = time.monotonic() - self._started
         prefix = {"warning": "warning: ", "error": "error: "}.get(level, "")
         marker = "==> " if level == "step" else ""
-        if not self._stream.isatty():
-            # A Job's log, CI and pipes get no styles: the same line without importing rich (~35 ms a run).
-            self._stream.write(f"{elapsed:6.1f}s {marker}{prefix}{message}\n")
-            self._stream.flush()
-            return
-        from rich.console import Console
-        from rich.text import Text
+        text = f"{marker}{prefix}{message}"
+        if self._colours():
+            self._stream.write(f"{_styled(f'{elapsed:6.1f}s', 'dim')} {_styled(text, style)}\n")
+        else:
+            self._stream.write(f"{elapsed:6.1f}s {text}\n")
+        self._stream.flush()
 
-        if self._console is None:
-            self._console = Console(file=self._stream, highlight=False, soft_wrap=True)
-        line = Text(f"{elapsed:6.1f}s ", style="dim")
-        line.append(f"{marker}{prefix}{message}", style=style)
-        self._console.print(line)
+    def _colours(self) -> bool:
+        """Colours on a terminal, as the NO_COLOR / FORCE_COLOR conventions and TERM=dumb say; never in a pipe."""
+        if self._colour is None:
+            if os.environ.get("NO_COLOR"):
+                self._colour = False
+            elif os.environ.get("FORCE_COLOR"):
+                self._colour = True
+            else:
+                self._colour = self._stream.isatty() and os.environ.get("TERM") != "dumb"
+        return self._colour
+
+
+def _styled(text: str, style: str) -> str:
+    codes = ";".join(_SGR[word] for word in style.split())
+    return f"\x1b[{codes}m{text}\x1b[0m" if codes else text
 
 
 def _short(value: Any) -> Any:

@@ -192,15 +192,11 @@ def _repo(stacks: Path, bare: Path) -> str:
 
 
 def _summary(outcomes: list[Outcome]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="iac-runner demo: create -> outputs -> destroy on the embedded cloud")
-    for column in ("stack", "backend", "result", "outputs", "seconds"):
-        table.add_column(column)
-    for o in outcomes:
-        style = {"ok": "green", "failed": "red"}.get(o.status, "yellow")
-        table.add_row(
-            o.example.family, o.example.backend, f"[{style}]{o.status}[/]", str(o.outputs), f"{o.seconds:.1f}"
-        )
-    Console(stderr=False).print(table)
+    rows = [("stack", "backend", "result", "outputs", "seconds")]
+    rows += [(o.example.family, o.example.backend, o.status, str(o.outputs), f"{o.seconds:.1f}") for o in outcomes]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print("iac-runner demo: create -> outputs -> destroy on the embedded cloud")
+    for index, row in enumerate(rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            print("  ".join("-" * width for width in widths))

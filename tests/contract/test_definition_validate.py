@@ -379,3 +379,31 @@ def test_the_stack_own_files_give_inputs_and_state_in_every_layout(tmp_path: Pat
     assert "or in the stack's own variables file, written beside it by `files`" in result.stdout
     assert "Add it to the inputs file" not in result.stdout
     assert "5 definition(s) in 5 file(s) checked: 1 problem(s)" in result.stdout
+
+
+JSON_TF = """\
+{
+  "variable": {"bucket": {"type": "string"}, "token": {"type": "string", "sensitive": true}},
+  "resource": {"terraform_data": {"bucket": {"input": "${var.bucket}"}}},
+  "output": {"bucket": {"value": "${terraform_data.bucket.output}"}}
+}
+"""
+BACKEND_TF_JSON = '{"terraform": {"backend": {"s3": {"bucket": "acme-tofu-state", "key": "k", "region": "eu-west-1"}}}}'
+
+
+def test_a_json_syntax_stack_has_its_inputs_and_backend_checked(tmp_path: Path) -> None:
+    """Variables, sensitive flags and the backend read from *.tf.json as from HCL: the stack's own JSON backend
+    needs no IAC_RUNNER_STATE_URL, `bucket` from its tfvars counts, and the sensitive `token` with no value is
+    named."""
+    files = {
+        "terraform.tfvars.json": '{"bucket": "b"}',
+        "backend.tf.json": BACKEND_TF_JSON,
+        "stack/main.tf.json": JSON_TF,
+    }
+    text = own_files_definition("json-stack", {"IAC_RUNNER_SOURCE_PATH": "stack"}, "", files, "")
+    (tmp_path / "json-stack.yaml").write_text(text)
+    result = run_cli(["definition", "validate", str(tmp_path)], base_env())
+    assert result.returncode == 2, result.stdout
+    problems = [line for line in result.stdout.splitlines() if re.match(r"\S+\.yaml:\d+: ", line)]
+    assert len(problems) == 1 and "requires input 'token'" in problems[0], result.stdout
+    assert "IAC_RUNNER_STATE_URL" not in result.stdout

@@ -108,6 +108,44 @@ def test_opentofu_lifecycle_with_s3_state(jobs: DockerJob, aws: dict[str, str]) 
     lifecycle(jobs, "opentofu", stack, inputs=PASSWORD_INPUTS, secrets={"salt": SENTINEL}, check=check)
 
 
+# Stacks the project has never seen, written into SCRIPTS_DIRECTORY by the driver's `files`, one per engine.
+UNSEEN_STACKS = {
+    "cloudformation": {
+        "template.json": json.dumps(
+            {
+                "Parameters": {"name": {"Type": "String"}},
+                "Resources": {"Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": {"Ref": "name"}}}},
+                "Outputs": {"queue": {"Value": {"Fn::GetAtt": ["Queue", "QueueName"]}}},
+            }
+        )
+    },
+    "opentofu": {
+        "queue.tf.json": json.dumps(
+            {
+                "variable": {"name": {"type": "string"}},
+                "resource": {"terraform_data": {"queue": {"input": "${var.name}"}}},
+                "output": {"queue": {"value": "${terraform_data.queue.output}"}},
+            }
+        )
+    },
+    "pulumi": {
+        "Pulumi.yaml": "name: unseen\nruntime: python\n",
+        "__main__.py": "import pulumi\n\npulumi.export('queue', pulumi.Config().require('name'))\n",
+    },
+}
+
+
+@pytest.mark.parametrize("backend", list(UNSEEN_STACKS))
+def test_a_stack_the_project_has_never_seen(jobs: DockerJob, backend: str) -> None:
+    name = unique(f"image-unseen-{backend}")
+    jobs.env.update({"IAC_RUNNER_STACK_NAME": name, "IAC_RUNNER_STATE_URL": f"s3://{STATE_BUCKET}/{name}"})
+    files, inputs = UNSEEN_STACKS[backend], {"name": name}
+    for action in ("create", "create", "destroy", "destroy"):
+        result = jobs.run(action, None, inputs=inputs, files=files).result
+        result.assert_ok()
+        assert result.json("values") == ({"queue": name} if action == "create" else {})
+
+
 # Stacks whose apply takes `delay` seconds: time for a SIGTERM to arrive mid-apply.
 SLOW_STACKS = {
     "opentofu": {

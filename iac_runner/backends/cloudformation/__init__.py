@@ -315,7 +315,11 @@ class _Run:
     def _unchanged(self, template: Template, stack: dict[str, Any] | None) -> bool:
         """The fast path: the deployed template carries the fingerprint of exactly what this create would deploy,
         so there is nothing to change (no cfn-lint, no change set)."""
-        if stack is None or stack["StackStatus"] not in UPDATABLE or unprovable(template):
+        if stack is None or stack["StackStatus"] not in UPDATABLE:
+            return False
+        reason = unprovable(template)
+        if reason:
+            log.info(f"stack {self.name} exists; a change set decides what changes, since {reason}")
             return False
         if set(stack.get("Capabilities") or []) - set(CAPABILITIES):
             return False

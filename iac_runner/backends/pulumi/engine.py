@@ -36,6 +36,11 @@ if TYPE_CHECKING:
 
 PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"  # noqa: S105 - the variable's name
 
+# gRPC's fork handlers print "Other threads are currently calling into gRPC, skipping fork() handlers" into the
+# job's log whenever an engine process starts while the Automation API's threads run. Nothing uses gRPC in a
+# forked child (engines are exec'd at once), so they are off; gRPC reads this once, when first imported.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 
 def find_cli() -> str:
     found = paths.find_executable("pulumi")
