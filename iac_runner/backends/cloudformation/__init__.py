@@ -11,7 +11,7 @@ change set it made but did not execute, and says what state the stack is in.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -361,7 +361,7 @@ class _Run:
                 "creating a change set",
                 retry=False,
                 StackName=self.name,
-                ChangeSetName=f"iac-runner-{uuid.uuid4().hex[:12]}",
+                ChangeSetName=f"iac-runner-{os.urandom(6).hex()}",
                 ChangeSetType=kind,
                 TemplateBody=body,
                 Parameters=parameters(template, self.ctx),
