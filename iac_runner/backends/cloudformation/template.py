@@ -11,8 +11,6 @@ fingerprint and every create takes the full path.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -158,7 +156,9 @@ def parameters(template: Template, ctx: StackContext) -> list[dict[str, str]]:
     listing = ", ".join(f"{name} ({spec.get('Type', '?')})" for name, spec in declared.items()) or "none"
     unknown = [name for name in ctx.all_inputs if name not in declared]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], list(declared), n=1)
+        from difflib import get_close_matches  # for this message only
+
+        close = get_close_matches(unknown[0], list(declared), n=1)
         raise ConfigError(
             f"Input {unknown[0]!r} is not a parameter of the template"
             + (f" (did you mean {close[0]!r}?)." if close else "."),
@@ -226,6 +226,8 @@ def unprovable(template: Template) -> str | None:
 def fingerprint(template: Template, params: list[dict[str, str]], stack_name: str, tags: list[Any]) -> str:
     """What a create would deploy, as a digest: every parameter (the template's defaults for those not given),
     tags and capabilities over the template's own text. Secret parameters go through a slow salted hash first."""
+    import hashlib  # here, not at the top: detection imports this module for any stack, and needs no OpenSSL
+
     given = {p["ParameterKey"]: p["ParameterValue"] for p in params}
     plain: dict[str, Any] = {}
     secret: dict[str, str] = {}
