@@ -52,7 +52,7 @@ COPY backends/ backends/
 RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=build-cas \
     image/install-runner.sh /src /opt/iac-runner/venv pulumi
 
-# ---- the image: slim Python 3.11 (pulumi 3.79's grpcio pin has wheels up to 3.11), git, ssh, no build tools.
+# ---- the image: slim Python 3.11 (Debian bookworm's, the release the bases share), git, ssh, no build tools.
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="iac-driver-runner" \
       org.opencontainers.image.description="Runs OpenTofu, Pulumi and CloudFormation stacks as a Container Driver job" \

@@ -31,7 +31,7 @@ lint: setup
 	$(BIN)/ruff check iac_runner backends tests bench
 	$(BIN)/ruff format --check iac_runner backends tests bench
 	$(BIN)/mypy
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/hadolint Dockerfile image/bases.Dockerfile
 	$(BIN)/shellcheck tools/*.sh image/*.sh bench/*.sh .ci/run
 
 unit: setup

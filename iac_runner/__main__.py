@@ -2,6 +2,6 @@
 
 import sys
 
-from iac_runner.cli.main import main
+from iac_runner.cli.entry import main
 
 sys.exit(main())

@@ -34,7 +34,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     render.add_argument("--resource-type", required=True, help="the resource type it provisions (s3, postgres, ...)")
     render.add_argument("--id", required=True, help="the definition's id (a Job: the stack's name)")
     render.add_argument("--image", required=True, help="the iac-driver-runner image, e.g. ghcr.io/acme/iac-runner:0.1")
-    render.add_argument("--format", choices=("definition", "job"), default="definition", help="default: definition")
+    render.add_argument(
+        "--format",
+        choices=("definition", "job", "drift-cronjob"),
+        default="definition",
+        help="a resource definition (default), a Kubernetes Job, or a CronJob that detects drift on a schedule",
+    )
     render.add_argument("--state-url", help="s3://bucket/prefix for engine state (default: the config resource's)")
     render.add_argument("--inputs", help="JSON file with the stack's inputs (placeholders allowed in values)")
     render.add_argument(
@@ -48,6 +53,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     render.add_argument("--git-auth", choices=("token", "ssh", "none"), help="default: from the URL's scheme")
     render.add_argument("--action", choices=("create", "destroy"), default="create", help="--format job: the action")
     render.add_argument("--driver-account", help="the cloud account whose credentials the job gets")
+    render.add_argument(
+        "--schedule",
+        default="@daily",
+        help="--format drift-cronjob: when it runs, a cron schedule in UTC (default @daily)",
+    )
     validate = add_command(
         commands, "validate", _definition_validate, common, "check every resource definition of a GitOps folder"
     )
@@ -89,6 +99,7 @@ def _definition_render(args: argparse.Namespace, sink: ErrorSink) -> int:
         git_auth=args.git_auth,
         action=args.action,
         driver_account=args.driver_account,
+        schedule=args.schedule,
     )
     sys.stdout.write(render(request))
     return ExitCode.OK

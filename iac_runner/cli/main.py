@@ -21,8 +21,8 @@ from iac_runner.common.log import log
 from iac_runner.common.secrets import REGISTRY
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    process.catch_signals_early()
+def main(argv: Sequence[str] | None = None, *, early_signal: int | None = None) -> int:
+    process.catch_signals_early(early_signal)
     parser = _parser()
     args = parser.parse_args(argv)
     fmt = args.log_format or os.environ.get("IAC_RUNNER_LOG_FORMAT", "text")

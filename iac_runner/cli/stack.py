@@ -102,8 +102,9 @@ def _drift_code(result: RunResult) -> int:
     raise DriftFound(
         summary,
         where=f"stack {result.stack_name!r} ({result.backend})",
-        fix="Apply the stack (ACTION=create / `iac-runner apply`) to put the infrastructure back as the stack says, "
-        "or change the stack to adopt what changed.",
+        fix="Apply the stack (ACTION=create / `iac-runner apply`; for pulumi with IAC_RUNNER_REFRESH=true / "
+        "--refresh, as its update otherwise compares with the state only) to put the infrastructure back as the "
+        "stack says, or change the stack to adopt what changed.",
         details=details,
     )
 

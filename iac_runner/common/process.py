@@ -115,9 +115,11 @@ _interrupts = _Interrupts()
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def catch_signals_early() -> None:
+def catch_signals_early(received: int | None = None) -> None:
     """From the process's first moments: remember SIGTERM/SIGINT instead of dying of them, so that even a signal
-    during start-up ends the run with exit 130 and the error file (`forward_signals` raises it)."""
+    during start-up ends the run with exit 130 and the error file (`forward_signals` raises it). `received`: one
+    the entry point caught before this module was imported."""
+    _interrupts.received = _interrupts.received or received
     for sig in _SIGNALS:
         signal.signal(sig, _interrupts.remember)
 

@@ -33,7 +33,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 KUBERNETES_VERSION = "1.29"  # the oldest the Container Driver supports; the manifests hold for newer ones too
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 
-Format = Literal["definition", "job"]
+Format = Literal["definition", "job", "drift-cronjob"]
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,15 @@ class RenderRequest:
     git_auth: GitAuth | None = None
     action: Literal["create", "destroy"] = "create"
     driver_account: str | None = None
+    #: drift-cronjob: when drift detection runs (cron, in UTC).
+    schedule: str = "@daily"
 
 
 def render(request: RenderRequest) -> str:
     if request.format == "job":
         return render_job(request)
+    if request.format == "drift-cronjob":
+        return render_drift_cronjob(request)
     return render_definition(request)
 
 
@@ -142,10 +146,50 @@ def _inputs_json(inputs: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(inputs or {}), indent=2) + "\n"
 
 
-# -- the Kubernetes Job --------------------------------------------------------------------------------------
+# -- the Kubernetes Job and the drift CronJob ------------------------------------------------------------------
 
 
 def render_job(request: RenderRequest) -> str:
+    documents = _workload(request, "job.yaml", request.action, max_instance=40)
+    header = (
+        "# Rendered by `iac-runner definition render --format job` from templates/kubernetes/job.yaml.\n"
+        "# Put the real secrets into the Secret (values CHANGE-ME) before applying; then `kubectl apply -f` this\n"
+        f"# file and follow the run with `kubectl logs -f job/{documents[-1]['metadata']['name']}`.\n"
+    )
+    _check_manifests(documents)
+    return header + _dump(documents)
+
+
+def render_drift_cronjob(request: RenderRequest) -> str:
+    if not _SCHEDULE.match(request.schedule.strip()):
+        raise ConfigError(
+            f"--schedule {request.schedule!r} is not a cron schedule.",
+            where="--schedule",
+            fix="Give five fields (minute hour day-of-month month day-of-week, e.g. '0 6 * * *' for 06:00 UTC "
+            "every day) or a macro: @hourly, @daily, @weekly, @monthly.",
+        )
+    # A CronJob's name leaves 11 characters of the 63 for the names of its Jobs.
+    documents = _workload(request, "drift-cronjob.yaml", "drift", max_instance=52 - len("iac-runner--drift"))
+    cron_job = documents[-1]
+    cron_job["spec"]["schedule"] = request.schedule.strip()
+    name = cron_job["metadata"]["name"]
+    header = (
+        "# Rendered by `iac-runner definition render --format drift-cronjob` from\n"
+        "# templates/kubernetes/drift-cronjob.yaml. Put the real secrets into the Secret (values CHANGE-ME) before\n"
+        "# applying. A run that finds drift fails its Job (exit 4); to run one at once:\n"
+        f"# `kubectl create job --from=cronjob/{name} {name}-now`.\n"
+    )
+    _check_manifests(documents)
+    return header + _dump(documents)
+
+
+#: Five cron fields, or one of the macros Kubernetes' CronJob takes.
+_SCHEDULE = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+(\s+\S+){4})$")
+
+
+def _workload(request: RenderRequest, template: str, action: str, max_instance: int) -> list[dict[str, Any]]:
+    """The template's ConfigMap (the inputs), Secret (placeholders) and runner workload (a Job, or a CronJob of
+    such Jobs) set up for `request`, running ACTION=`action`."""
     backend = backends.get(request.backend)
     if backend.needs_state(None) and not request.state_url:
         raise ConfigError(
@@ -154,12 +198,13 @@ def render_job(request: RenderRequest) -> str:
             where="--state-url",
             fix="Give s3://bucket/prefix (the bucket must exist) or file:///dir on a persistent volume.",
         )
-    config_map, secret, job = _load(TEMPLATES / "kubernetes" / "job.yaml")
-    instance = sanitize(request.id.lower(), allowed="a-z0-9-", max_length=40, first="a-z")
+    config_map, secret, workload = _load(TEMPLATES / "kubernetes" / template)
+    instance = sanitize(request.id.lower(), allowed="a-z0-9-", max_length=max_instance, first="a-z")
     base = f"iac-runner-{instance}"
-    for doc in (config_map, secret, job):
+    jobs = workload["spec"]["jobTemplate"] if workload["kind"] == "CronJob" else workload
+    pod = jobs["spec"]["template"]
+    for doc in (config_map, secret, workload, jobs, pod):
         doc["metadata"]["labels"]["app.kubernetes.io/instance"] = instance
-    job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/instance"] = instance
     config_map["metadata"]["name"] = f"{base}-inputs"
     config_map["data"]["resource-inputs.json"] = _inputs_json(request.inputs)
     secret["metadata"]["name"] = f"{base}-secrets"
@@ -168,12 +213,12 @@ def render_job(request: RenderRequest) -> str:
     placeholders += [f"{SECRET_PREFIX}{name}" for name in request.secret_inputs]
     placeholders += list(backend.secret_env(has_secret_inputs=True))
     secret["stringData"] = dict.fromkeys(placeholders, "CHANGE-ME")
-    job["metadata"]["name"] = f"{base}-{request.action}"
-    spec = job["spec"]["template"]["spec"]
+    workload["metadata"]["name"] = f"{base}-{action}"
+    spec = pod["spec"]
     container = spec["containers"][0]
     container["image"] = request.image
     settings = {
-        "ACTION": request.action,
+        "ACTION": action,
         "IAC_RUNNER_BACKEND": request.backend,
         "IAC_RUNNER_SOURCE_URL": request.source_url,
         "IAC_RUNNER_SOURCE_REF": request.ref,
@@ -190,14 +235,7 @@ def render_job(request: RenderRequest) -> str:
     for volume in spec["volumes"]:
         if "configMap" in volume:
             volume["configMap"]["name"] = config_map["metadata"]["name"]
-    header = (
-        "# Rendered by `iac-runner definition render --format job` from templates/kubernetes/job.yaml.\n"
-        "# Put the real secrets into the Secret (values CHANGE-ME) before applying; then `kubectl apply -f` this\n"
-        f"# file and follow the run with `kubectl logs -f job/{job['metadata']['name']}`.\n"
-    )
-    documents = [config_map, secret, job]
-    _check_manifests(documents)
-    return header + _dump(documents)
+    return [config_map, secret, workload]
 
 
 def check_manifest(document: Mapping[str, Any]) -> None:

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -193,10 +193,15 @@ def _shown(source: Source) -> str:
 
 
 def _relocated(error: RunnerError, view: Path, shown: str) -> RunnerError:
-    """The error as the user reads it: files named in the stack's own folder, not in the run's private view."""
+    """The error as the user reads it (its diagnostics in the run report too): files named in the stack's own
+    folder, not in the run's private view."""
+
+    def moved(text: str) -> str:
+        return text.replace(f"{view}/", f"{shown}/").replace(str(view), shown)
+
     for name in ("summary", "where", "fix", "details"):
-        text = getattr(error, name)
-        setattr(error, name, text.replace(f"{view}/", f"{shown}/").replace(str(view), shown))
+        setattr(error, name, moved(getattr(error, name)))
+    error.diagnostics = tuple(replace(d, detail=moved(d.detail), file=moved(d.file)) for d in error.diagnostics)
     return error
 
 

@@ -1,9 +1,10 @@
 """The embedded default cloud: moto's standalone server on a free loopback port.
 
 Used by `iac-runner demo` and the test suite. Run as `python -m iac_runner.local.cloud PORT`, it starts moto with
-two fidelity fixes: moto's change-set execution leaves the stack's outputs and parameters as they were before the
-change set, where real CloudFormation updates them; and its CloudFormation S3 bucket ignores
-VersioningConfiguration. The fixes make moto behave like AWS; the runner's own API calls are the same against
+three fidelity fixes: moto's change-set execution leaves the stack's outputs and parameters as they were before
+the change set, where real CloudFormation updates them; its CloudFormation S3 bucket ignores
+VersioningConfiguration; and its update change sets list no change a parameter makes and never say whether a
+change replaces the resource. The fixes make moto behave like AWS; the runner's own API calls are the same against
 both.
 """
 
@@ -129,11 +130,68 @@ def _fix_bucket_versioning() -> None:
     setattr(FakeBucket, "create_from_cloudformation_json", classmethod(create_versioned))  # noqa: B010
 
 
+def _fix_change_set_changes() -> None:
+    """An update change set as AWS describes it: a resource whose properties reference a changed parameter is
+    modified too (moto's execution already updates it), and each modification says which properties change, and
+    whether that replaces the resource (Replacement, Scope, Details): properties that only a new resource can
+    take are the resource schema's createOnlyProperties (cfn-lint ships the schemas)."""
+    from moto.cloudformation.models import Change, ChangeSet
+    from moto.cloudformation.parsing import get_references_from_template
+
+    diff = ChangeSet.diff
+
+    def diff_as_aws(self: ChangeSet) -> list[Change]:
+        if self.change_set_type != "UPDATE":
+            return diff(self)
+        resources = self.stack.resource_map
+        old = resources._resource_json_map
+        new = self.template_dict.get("Resources") or {}
+        moved = {name for name, value in self.parameters.items() if resources.input_parameters.get(name) != value}
+        changes = []
+        # What moto's execution of the change set does (ResourceMap.update), with the parameters.
+        for action, names in resources.build_resource_diff(self.template_dict, self.parameters).items():
+            for name in names:
+                change = Change(action, name, (new.get(name) or old[name])["Type"])
+                if action == "Modify":
+                    details = _details(old[name], new[name], moved, get_references_from_template)
+                    replaced = any(d["Target"]["RequiresRecreation"] == "Always" for d in details)
+                    change.replacement = "True" if replaced else "False"  # type: ignore[attr-defined]
+                    change.scope = sorted({d["Target"]["Attribute"] for d in details})  # type: ignore[attr-defined]
+                    change.details = details  # type: ignore[attr-defined]
+                changes.append(change)
+        return changes
+
+    ChangeSet.diff = diff_as_aws  # type: ignore[method-assign]
+
+
+def _details(old: dict[str, Any], new: dict[str, Any], moved: set[str], references: Any) -> list[dict[str, Any]]:
+    """The Details of a modified resource's change: each property that changes, directly or through a parameter."""
+    from cfnlint.schema.manager import PROVIDER_SCHEMA_MANAGER
+
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(REGION, new["Type"]).schema
+    create_only = {path.removeprefix("/properties/") for path in schema.get("createOnlyProperties", [])}
+    before, after = old.get("Properties") or {}, new.get("Properties") or {}
+    details = []
+    for name in sorted({*before, *after}):
+        recreation = "Always" if name in create_only else "Never"
+        target = {"Attribute": "Tags"} if name == "Tags" else {"Attribute": "Properties", "Name": name}
+        target["RequiresRecreation"] = recreation
+        if before.get(name) != after.get(name):
+            details.append({"Target": target, "Evaluation": "Static", "ChangeSource": "DirectModification"})
+        for parameter in sorted(moved & set(references(after.get(name)))):
+            details.append(
+                {"Target": target, "Evaluation": "Static", "ChangeSource": "ParameterReference",
+                 "CausingEntity": parameter}
+            )  # fmt: skip
+    return details
+
+
 def serve(port: int) -> None:
     from moto.server import main
 
     _fix_change_set_execution()
     _fix_bucket_versioning()
+    _fix_change_set_changes()
     main(["-H", HOST, "-p", str(port)])
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import pytest
 
-from tests.helpers import SENTINEL, STACKS, Container, base_env, run_cli, s3_example
+from tests.helpers import SENTINEL, STACKS, Container, base_env, cfn_client, run_cli, s3_example
 
 
 @pytest.fixture
@@ -86,13 +85,7 @@ def test_cli_out_dir_writes_the_driver_files(tmp_path: Path, aws: dict[str, str]
     )
     plan.assert_ok()
     assert "Plan: 2 to add, 0 to change, 0 to remove" in plan.stdout
-    boto = boto3.client(
-        "cloudformation",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    boto = cfn_client(aws)
     names = [s["StackName"] for s in boto.describe_stacks()["Stacks"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert "cli-new" not in names, "plan must leave no stack behind"
 

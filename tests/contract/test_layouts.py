@@ -91,7 +91,8 @@ def test_companion_files_give_inputs_and_state_in_every_layout(
     secrets = {"token": SENTINEL}
 
     def state() -> dict[str, Any]:
-        return json.loads(s3.get_object(Bucket="layout-state", Key=key)["Body"].read())
+        data: dict[str, Any] = json.loads(s3.get_object(Bucket="layout-state", Key=key)["Body"].read())
+        return data
 
     created = container.run("create", None, secrets=secrets, files=files)
     created.assert_ok()

@@ -47,7 +47,8 @@ def test_a_state_backend_lost_mid_apply_is_reported_as_such_with_a_private_emerg
     assert summary.startswith("OpenTofu changed the infrastructure but could not save the state"), error
     assert "locked by another run" not in error, "a lost backend is not a held lock"
     assert "state push" in error and "s3://tofu-state/lost/" in error, "how and where to push the copy back"
-    kept = [p for p in result.out_dir.rglob("errored.tfstate")]
+    assert result.out_dir is not None
+    kept = list(result.out_dir.rglob("errored.tfstate"))
     assert len(kept) == 1, sorted(p.name for p in result.out_dir.iterdir())
     assert str(kept[0]) in error
     assert stat.S_IMODE(kept[0].stat().st_mode) == 0o600

@@ -1,25 +1,31 @@
 """What the test tiers share: the runner run as a subprocess, as the driver runs it, with every run checked for the
-suite's sentinel secret in its log, error file and values file; git repositories; moto's clients; unique names."""
+suite's sentinel secret in its log, error file, values file and run report; the report checked against its schema;
+git repositories; moto's clients; unique names."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
+from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ROOT / "stacks"
 # Used as a secret input across the suite; must never show up outside the secrets file.
 SENTINEL = "s3ntinel-Secret-9f1c2e7a"
+REPORT_SCHEMA = ROOT / "docs" / "report.schema.json"
+#: Where Container.run has the runner write its run report (IAC_RUNNER_REPORT_FILE, relative to SCRIPTS_DIRECTORY).
+REPORT_FILE = "report.json"
 
 
 @dataclass
@@ -50,12 +56,42 @@ class Result:
     def assert_ok(self) -> None:
         assert self.returncode == 0, f"exit {self.returncode}\n{self.log}\nerror file: {self.error}"
 
+    @property
+    def report(self) -> Any:
+        """The run report, checked against docs/report.schema.json."""
+        document = self.json("report")
+        check_report(document)
+        return document
+
 
 def check_no_leak(result: Result) -> None:
     assert SENTINEL not in result.log, "the sentinel secret leaked into the log"
     assert SENTINEL not in result.error, "the sentinel secret leaked into the error file"
     values = result.read("values")
     assert values is None or SENTINEL not in values, "the sentinel secret leaked into the values file"
+    report = result.read("report")
+    assert report is None or SENTINEL not in report, "the sentinel secret leaked into the run report"
+
+
+@functools.cache
+def _validator(part: str) -> Draft202012Validator:
+    schema = json.loads(REPORT_SCHEMA.read_text())
+    Draft202012Validator.check_schema(schema)
+    if part:
+        schema = {"$schema": schema["$schema"], "$ref": f"#/$defs/{part}", "$defs": schema["$defs"]}
+    formats = Draft202012Validator.FORMAT_CHECKER
+    # jsonschema checks date-time only with rfc3339-validator installed (the dev extra pins it): never skip it.
+    assert "date-time" in formats.checkers, "date-time is not checked: pip install rfc3339-validator"
+    return Draft202012Validator(schema, format_checker=formats)
+
+
+def check_report(document: Any, part: str = "") -> None:
+    """`document` against the report's schema, or against one of its parts (`changes`, `drift`: what plan --json
+    and drift --json print)."""
+    errors = sorted(_validator(part).iter_errors(document), key=lambda e: list(e.absolute_path))
+    assert not errors, "the run report does not fit docs/report.schema.json:\n" + "\n".join(
+        f"- {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors[:10]
+    )
 
 
 def base_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -145,6 +181,7 @@ class Container:
             "OUTPUTS_FILE": "outputs.json",
             "SECRET_OUTPUTS_FILE": "secret-outputs.json",
             "ERROR_FILE": "error.txt",
+            "IAC_RUNNER_REPORT_FILE": REPORT_FILE,
         }
         if action is not None:
             contract["ACTION"] = action
@@ -175,6 +212,7 @@ class Container:
                 "values": scripts / final.get("OUTPUTS_FILE", "outputs.json"),
                 "secrets": scripts / final.get("SECRET_OUTPUTS_FILE", "secret-outputs.json"),
                 "error": scripts / final.get("ERROR_FILE", "error.txt"),
+                "report": scripts / final.get("IAC_RUNNER_REPORT_FILE", REPORT_FILE),
             },
         )
         check_no_leak(result)
@@ -194,21 +232,25 @@ def isolate(container: Container, tmp_path: Path, **extra: str) -> Path:
     return state
 
 
-def s3_client(aws: Mapping[str, str]) -> Any:
-    return boto3.client(
-        "s3",
+def aws_client(service: str, aws: Mapping[str, str]) -> Any:
+    """A boto3 client of `service` for the suite's moto (`aws`: the environment pointing at it)."""
+    factory: Callable[..., Any] = boto3.client  # any service name: the stubs type each one separately
+    return factory(
+        service,
         endpoint_url=aws["AWS_ENDPOINT_URL"],
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def s3_client(aws: Mapping[str, str]) -> Any:
+    return aws_client("s3", aws)
 
 
 def ssm_client(aws: Mapping[str, str]) -> Any:
-    return boto3.client(
-        "ssm",
-        endpoint_url=aws["AWS_ENDPOINT_URL"],
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    return aws_client("ssm", aws)
+
+
+def cfn_client(aws: Mapping[str, str]) -> Any:
+    return aws_client("cloudformation", aws)

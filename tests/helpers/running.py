@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import SENTINEL, Container, Result
+from tests.helpers import REPORT_FILE, Container, Result, check_no_leak
 
 
 class Running:
@@ -68,10 +68,10 @@ class Running:
                 "values": self.scripts / "outputs.json",
                 "secrets": self.scripts / "secret-outputs.json",
                 "error": self.scripts / "error.txt",
+                "report": self.scripts / REPORT_FILE,
             },
         )
-        assert SENTINEL not in result.log and SENTINEL not in result.error
-        assert SENTINEL not in (result.read("values") or "")
+        check_no_leak(result)
         return result
 
 
@@ -98,6 +98,7 @@ def start(
         "OUTPUTS_FILE": "outputs.json",
         "SECRET_OUTPUTS_FILE": "secret-outputs.json",
         "ERROR_FILE": "error.txt",
+        "IAC_RUNNER_REPORT_FILE": REPORT_FILE,
         **{f"IAC_RUNNER_SECRET_{k}": v for k, v in (secrets or {}).items()},
         **(env or {}),
     }

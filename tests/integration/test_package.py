@@ -4,6 +4,7 @@ installed runner — not this checkout — renders and validates definitions wit
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -75,3 +76,41 @@ def test_the_installed_wheel_renders_and_validates(wheel: Path, tmp_path: Path) 
     assert validated.returncode == 0, validated.stdout + validated.stderr
     assert "1 definition(s) in 1 file(s) checked: no problems" in validated.stdout
     assert os.path.isdir(target / "iac_runner" / "humanitec" / "templates")
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_the_wheel_with_its_pulumi_extra_installs_and_runs_on_newer_pythons(
+    version: str, wheel: Path, tmp_path: Path
+) -> None:
+    """`pip install 'iac-driver-runner[pulumi]'` on Python 3.12 and 3.13 (wheels only, resolved from the index):
+    the Automation API imports and `iac-runner backends` names the SDK. (3.11 is this suite's own interpreter.)"""
+    python = shutil.which(f"python{version}")
+    if python is None:
+        reason = f"no python{version} on PATH: the install check on Python {version} needs that interpreter"
+        print(reason)
+        pytest.skip(reason)
+    venv = tmp_path / "venv"
+    # A pyenv shim picks its interpreter from PYENV_VERSION (a prefix such as 3.12 is enough); others ignore it.
+    env = {**os.environ, "PYENV_VERSION": version}
+    made = subprocess.run(
+        [python, "-m", "venv", str(venv)], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    if made.returncode != 0:
+        reason = f"python{version} on PATH does not run ({made.stderr.strip()[:200]})"
+        print(reason)
+        pytest.skip(reason)
+    installed = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--only-binary", ":all:", f"{wheel}[pulumi]"],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    backends = subprocess.run(
+        [str(venv / "bin" / "iac-runner"), "backends"],
+        env=base_env({"PATH": f"{ROOT / '.tools' / 'bin'}{os.pathsep}{os.environ['PATH']}"}),  # the pinned CLI
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert backends.returncode == 0, backends.stderr
+    assert "Automation API 3." in backends.stdout, backends.stdout

@@ -1,7 +1,8 @@
 """CloudFormation stack states that moto cannot produce, replayed through botocore's Stubber.
 
-moto never leaves a stack in ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED or DELETE_FAILED and emits no
-per-resource events, so these cases replay the CloudFormation API's real response shapes (stack ARNs, statuses,
+moto never leaves a stack in ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED or DELETE_FAILED, emits no
+per-resource events and does not implement drift detection (DetectStackDrift, DescribeStackResourceDrifts), so
+these cases replay the CloudFormation API's real response shapes (stack ARNs, statuses,
 event ids, timestamps, change set ARNs, error codes) through a real botocore client wrapped in `Stubber` — the
 only place in the suite where a fake is acceptable. Every expected call is queued in order with its exact
 parameters, and each test ends with `assert_no_pending_responses()`, so a test proves the exact call sequence.
@@ -25,11 +26,13 @@ from botocore.exceptions import StubResponseError
 from botocore.stub import ANY, Stubber
 
 from iac_runner.backends import cloudformation
-from iac_runner.backends.base import Output, StackContext
+from iac_runner.backends.base import Drift, DriftedResource, Output, StackContext
 from iac_runner.common.errors import ConfigError, EngineError, ExitCode, RunnerError, RunTimeout
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
+from iac_runner.job.report import RunReport
 from iac_runner.job.settings import load_stack_file
+from tests.helpers import check_report
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_SOURCE = ROOT / "stacks" / "s3-bucket" / "cloudformation"
@@ -574,6 +577,12 @@ def test_create_that_rolls_back_reports_the_first_real_failure(
     assert "deleted and recreated on the next run" in error.fix
     # the cancelled event is still shown in the progress, just not blamed
     assert ("TokenParameter", "CREATE_FAILED", CANCELLED) in stack_events(logged)
+    # the run report's structured error: the failing resource and CloudFormation's failed-resource event
+    assert error.resource == "Bucket"
+    document = RunReport("create", backend="cloudformation", stack=NAME).document(int(error.exit_code), error)
+    check_report(document)
+    assert document["error"]["resource"] == "Bucket"
+    assert document["error"]["diagnostics"] == [{"severity": "error", "summary": BUCKET_EXISTS, "address": "Bucket"}]
 
 
 def test_update_that_rolls_back_could_not_be_updated(api: Api, ctx: StackContext, template: str) -> None:
@@ -963,3 +972,124 @@ def test_plan_of_an_update_discards_its_change_set_and_keeps_the_stack(
 
     api.done()  # delete_change_set only: the existing stack is not deleted
     assert [(c.address, c.action) for c in summary.changes] == [("Bucket", "change")]
+
+
+# -- drift: moto does not implement DetectStackDrift / DescribeStackResourceDrifts ---------------------------------
+
+DETECTION_ID = "b78ac9b0-dec1-11e7-a451-503a3c8c00c5"
+TAGS = [{"Key": "environment", "Value": "production"}, {"Key": "managed-by", "Value": "iac-runner"}]
+EXPECTED_BUCKET = {"BucketName": NAME, "Tags": TAGS, "VersioningConfiguration": {"Status": "Suspended"}}
+EXPECTED_PARAMETER = {"Name": TOKEN_PARAMETER, "Type": "String", "Value": "****",
+                      "Description": "API token of the bucket's workload."}  # fmt: skip
+
+
+def detection(api: Api, statuses: Sequence[str], drifted: int, reason: str = "") -> None:
+    """DetectStackDrift, then its status polled until it is no longer in progress."""
+    api.stubber.add_response("detect_stack_drift", {"StackDriftDetectionId": DETECTION_ID}, {"StackName": NAME})
+    for status in statuses:
+        response: dict[str, Any] = {
+            "StackId": STACK_ID,
+            "StackDriftDetectionId": DETECTION_ID,
+            "DetectionStatus": status,
+            "Timestamp": api.now(),
+        }
+        if status != "DETECTION_IN_PROGRESS":
+            response.update(StackDriftStatus="DRIFTED" if drifted else "IN_SYNC", DriftedStackResourceCount=drifted)
+        if reason:
+            response["DetectionStatusReason"] = reason
+        api.stubber.add_response(
+            "describe_stack_drift_detection_status", response, {"StackDriftDetectionId": DETECTION_ID}
+        )
+
+
+def resource_drifts(api: Api, *pages: Sequence[dict[str, Any]]) -> None:
+    """DescribeStackResourceDrifts, filtered to the drifted, one call per page."""
+    for index, page in enumerate(pages):
+        asked: dict[str, Any] = {"StackName": NAME, "StackResourceDriftStatusFilters": ["MODIFIED", "DELETED"]}
+        if index:
+            asked["NextToken"] = f"page-{index}"
+        response: dict[str, Any] = {"StackResourceDrifts": list(page)}
+        if index + 1 < len(pages):
+            response["NextToken"] = f"page-{index + 1}"
+        api.stubber.add_response("describe_stack_resource_drifts", response, asked)
+
+
+def resource_drift(api: Api, logical: str, status: str, expected: dict[str, Any], **actual: Any) -> dict[str, Any]:
+    kind, physical = RESOURCES[logical]
+    drift: dict[str, Any] = {
+        "StackId": STACK_ID,
+        "LogicalResourceId": logical,
+        "PhysicalResourceId": physical,
+        "ResourceType": kind,
+        "ExpectedProperties": json.dumps(expected),
+        "StackResourceDriftStatus": status,
+        "Timestamp": api.now(),
+    }
+    if status == "MODIFIED":
+        drift["ActualProperties"] = json.dumps({**expected, **actual})
+        drift["PropertyDifferences"] = [
+            {"PropertyPath": "/Tags/0/Value", "ExpectedValue": "production", "ActualValue": "hacked",
+             "DifferenceType": "NOT_EQUAL"},
+            {"PropertyPath": "/VersioningConfiguration/Status", "ExpectedValue": "Suspended",
+             "ActualValue": "Enabled", "DifferenceType": "NOT_EQUAL"},
+        ]  # fmt: skip
+    return drift
+
+
+def test_drift_names_the_modified_properties_and_the_deleted_resource(
+    api: Api, ctx: StackContext, logged: io.StringIO
+) -> None:
+    hacked = [{"Key": "environment", "Value": "hacked"}, TAGS[1]]
+    api.describe(NAME, "UPDATE_COMPLETE")
+    detection(api, ["DETECTION_IN_PROGRESS", "DETECTION_COMPLETE"], drifted=2)
+    resource_drifts(
+        api,
+        [resource_drift(api, "Bucket", "MODIFIED", EXPECTED_BUCKET, Tags=hacked,
+                        VersioningConfiguration={"Status": "Enabled"})],
+        [resource_drift(api, "TokenParameter", "DELETED", EXPECTED_PARAMETER)],
+    )  # fmt: skip
+
+    found = cloudformation.BACKEND.drift(ctx)
+
+    api.done()
+    assert found == Drift(
+        (
+            DriftedResource("Bucket", "AWS::S3::Bucket", ("Tags/0/Value", "VersioningConfiguration/Status")),
+            DriftedResource("TokenParameter", "AWS::SSM::Parameter", (), deleted=True),
+        )
+    )
+    assert [(address, status, detail) for address, status, detail in stack_events(logged)] == [
+        ("Bucket", "drifted", "changed: Tags/0/Value, VersioningConfiguration/Status"),
+        ("TokenParameter", "drifted", "deleted"),
+    ]
+
+
+def test_drift_of_a_stack_in_sync_is_none(api: Api, ctx: StackContext) -> None:
+    api.describe(NAME, "CREATE_COMPLETE")
+    detection(api, ["DETECTION_COMPLETE"], drifted=0)
+    resource_drifts(api, [])
+
+    assert cloudformation.BACKEND.drift(ctx) == Drift()
+    api.done()
+
+
+def test_a_partial_detection_warns_and_reports_what_it_found(api: Api, ctx: StackContext, logged: io.StringIO) -> None:
+    reason = "Failed to detect drift on resource [TokenParameter]: Access Denied"
+    api.describe(NAME, "UPDATE_COMPLETE")
+    detection(api, ["DETECTION_FAILED"], drifted=1, reason=reason)
+    resource_drifts(api, [resource_drift(api, "Bucket", "MODIFIED", EXPECTED_BUCKET, Tags=[])])
+
+    found = cloudformation.BACKEND.drift(ctx)
+
+    api.done()
+    assert [r.address for r in found.resources] == ["Bucket"]
+    assert any(r["level"] == "warning" and reason in r["message"] for r in records(logged))
+
+
+def test_drift_of_a_missing_stack_says_to_create_it(api: Api, ctx: StackContext) -> None:
+    api.missing(NAME)
+
+    error = fails(lambda: cloudformation.BACKEND.drift(ctx), EngineError)
+
+    api.done()  # no drift detection started
+    assert "does not exist, so it cannot drift" in error.summary and "Apply the stack first" in error.fix

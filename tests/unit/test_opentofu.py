@@ -36,7 +36,6 @@ def test_argv_of_each_command() -> None:
         "plan", "-json", "-input=false", "-detailed-exitcode", "-lock-timeout=60s",
         "-var-file=/work/run/inputs.tfvars.json", "-out=/w/plan",
     ]  # fmt: skip
-    assert "-refresh-only" in COMMANDS.plan(refresh_only=True)
     assert COMMANDS.apply(Path("/w/plan"))[-2:] == ["-var-file=/work/run/inputs.tfvars.json", "/w/plan"]
     assert COMMANDS.destroy()[2:4] == ["destroy", "-json"] and "-auto-approve" in COMMANDS.destroy()
     assert COMMANDS.output()[2:] == ["output", "-json", "-no-color"]

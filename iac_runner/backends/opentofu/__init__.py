@@ -114,7 +114,7 @@ class OpenTofuBackend(BackendDefaults):
         with _Tofu(ctx) as tofu:
             tofu.init()
             tofu.check_secret_names()
-            return tofu.plan(save=False).summary
+            return tofu.plan(save=True).summary
 
     def apply(self, ctx: StackContext) -> list[Output]:
         with _Tofu(ctx) as tofu:
@@ -294,21 +294,22 @@ class _Tofu:
         with self.ctx.events.phase("plan"):
             return self.retry.run(lambda: self._plan(save), "tofu plan")
 
-    def _plan(self, save: bool, refresh_only: bool = False) -> _Planned:
-        log.step("tofu plan" + (" -refresh-only" if refresh_only else ""))
-        found = diag.Diagnostics(show_changes=not refresh_only)
+    def _plan(self, save: bool, drift: bool = False) -> _Planned:
+        """`drift`: the plan is read for what changed behind the state's back, not shown as the run's changes."""
+        log.step("tofu plan" + (" (drift detection)" if drift else ""))
+        found = diag.Diagnostics(show_changes=not drift)
         out = self.plan_file if save else None
-        done = self.run(self.commands.plan(out=out, refresh_only=refresh_only), found.line, doing="planning")
+        done = self.run(self.commands.plan(out=out), found.line, doing="planning")
         if found.version:
             self.ctx.events.engine_version(Path(self.binary).name, found.version)
         undeclared = [w for w in found.warnings if w.get("summary") == "Value for undeclared variable"]
         if done.returncode == 1 or found.errors or undeclared:
             raise self._plan_error(found.errors or undeclared, done)
         changes = tuple(found.changes)
-        if save and any(c.action in ("replace", "remove") for c in changes):
+        if save and not drift and any(c.action in ("replace", "remove") for c in changes):
             changes = self._with_replace_paths(changes)
         summary = ChangeSummary(changes)
-        if not refresh_only:
+        if not drift:
             self.ctx.events.changes(summary)
             log.info(f"plan: {summary}")
         return _Planned(summary, done.returncode == 2)
@@ -419,10 +420,13 @@ class _Tofu:
         return [Output(name, item.get("value"), bool(item.get("sensitive"))) for name, item in values.items()]
 
     def drift(self) -> Drift:
-        """`plan -refresh-only`: what the real infrastructure changed behind the state's back (nothing is written
-        to the state: the plan is not applied)."""
+        """A plan, saved and read back (`show -json`): its refresh's `resource_drift` is what changed behind the
+        state's back, kept to what an apply would put back (diag.drift). Nothing is applied or written to the
+        state. Not `plan -refresh-only`: that also reports attributes the provider computes, which another resource
+        of the stack moved (an aws_s3_bucket's `versioning` once its aws_s3_bucket_versioning applied), so a stack
+        would drift right after its create."""
         with self.ctx.events.phase("refresh"):
-            self.retry.run(lambda: self._plan(save=True, refresh_only=True), "tofu plan -refresh-only")
+            self.retry.run(lambda: self._plan(save=True, drift=True), "tofu plan")
             done = self.run(self.commands.show(self.plan_file), lambda line: None, doing="reading the drift")
         try:
             found = diag.drift(json.loads(done.stdout))

@@ -40,10 +40,8 @@ class Commands:
     def validate(self) -> list[str]:
         return self._tofu("validate", "-json")
 
-    def plan(self, *, out: Path | None = None, refresh_only: bool = False) -> list[str]:
+    def plan(self, *, out: Path | None = None) -> list[str]:
         args = ["plan", "-json", "-input=false", "-detailed-exitcode", *self._locking(), f"-var-file={self.var_file}"]
-        if refresh_only:
-            args.append("-refresh-only")
         if out is not None:
             args.append(f"-out={out}")
         return self._tofu(*args)

@@ -212,19 +212,32 @@ def replace_paths(plan: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
 
 
 def drift(plan: Mapping[str, Any]) -> Drift:
-    """The resources a refresh-only plan found changed or deleted behind the state's back, with the attributes
-    that differ (`resource_drift` of `tofu show -json`)."""
+    """What the plan's refresh found changed or deleted behind the state's back (`resource_drift` of `tofu show
+    -json`), each with the attributes that differ, kept to what an apply would put back (`resource_changes`): an
+    attribute the provider computes, which another resource moved, is no drift, nor one under `ignore_changes`."""
+    planned = {str(c.get("address", "")): c.get("change") or {} for c in plan.get("resource_changes") or []}
     resources = []
     for entry in plan.get("resource_drift") or []:
+        address = str(entry.get("address", "?"))
         change = entry.get("change") or {}
-        actions = change.get("actions") or []
         before, after = change.get("before") or {}, change.get("after") or {}
-        deleted = "delete" in actions and not after
-        differ = sorted(k for k in {*before, *after} if before.get(k) != after.get(k)) if not deleted else []
-        resources.append(
-            DriftedResource(str(entry.get("address", "?")), str(entry.get("type", "")), tuple(differ), deleted)
-        )
+        deleted = "delete" in (change.get("actions") or []) and not after
+        put_back = _changing(planned.get(address) or {})
+        differ = sorted(k for k in {*before, *after} if before.get(k) != after.get(k) and k in put_back)
+        if deleted or differ:
+            resources.append(
+                DriftedResource(address, str(entry.get("type", "")), () if deleted else tuple(differ), deleted)
+            )
     return Drift(tuple(resources))
+
+
+def _changing(change: Mapping[str, Any]) -> set[str]:
+    """The attributes a planned change sets (none for a no-op)."""
+    if set(change.get("actions") or ()) <= {"no-op", "read"}:
+        return set()
+    before, after = change.get("before") or {}, change.get("after") or {}
+    unknown = change.get("after_unknown") or {}
+    return {k for k in {*before, *after, *unknown} if before.get(k) != after.get(k) or unknown.get(k) is True}
 
 
 def lock_error(errors: list[dict[str, Any]], binary: str, state_url: str | None, text: str = "") -> EngineError | None:
@@ -274,11 +287,18 @@ def init_error(output: str, state_url: str | None, folder: Path) -> RunnerError:
         )
     first = re.search(r"^Error: (.+)$", output, re.MULTILINE)
     at = re.search(r"^\s*on (\S+) line (\d+)", output, re.MULTILINE)
+    # The runner reads init's human output (the classification above reads its messages): its first error and
+    # place are the run report's diagnostic.
+    found: tuple[Diagnostic, ...] = ()
+    if first:
+        line = int(at.group(2)) if at else None
+        found = (Diagnostic("error", first.group(1).strip(), file=at.group(1) if at else "", line=line),)
     return ConfigError(
         f"tofu init failed: {first.group(1).strip().rstrip('.')}." if first else "tofu init failed.",
         where=f"{at.group(1)}:{at.group(2)} in {folder}" if at else str(folder),
         fix="Correct the configuration at the place shown (see the engine's message below).",
         details=tail,
+        diagnostics=found,
     )
 
 

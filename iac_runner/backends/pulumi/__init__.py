@@ -14,6 +14,7 @@ from iac_runner.backends.base import (
     BackendDefaults,
     ChangeSummary,
     Declared,
+    Drift,
     Output,
     StackContext,
     StackFile,
@@ -108,6 +109,16 @@ class PulumiBackend(BackendDefaults):
         except Gone:
             raise EngineError(
                 f"Stack {ctx.stack_name} does not exist, so it has no outputs.",
+                fix="Apply the stack first (ACTION=create / `iac-runner apply`).",
+            ) from None
+
+    def drift(self, ctx: StackContext) -> Drift:
+        try:
+            with Session(ctx, create=False) as session:
+                return session.drift()
+        except Gone:
+            raise EngineError(
+                f"Stack {ctx.stack_name} does not exist, so it cannot drift.",
                 fix="Apply the stack first (ACTION=create / `iac-runner apply`).",
             ) from None
 

@@ -23,6 +23,8 @@ _LOCK = re.compile(r"(\S+?\.json)(?:\?\S*)?: created by (.+)")
 _MISSING_PLUGIN = re.compile(
     r"Could not automatically download and install (\w+) plugin 'pulumi-\w+-([\w.-]+)' at version (v[\w.+-]+)"
 )
+# The engine's own words (a provider's "already exists", with a stack's URN or folder beside it, is not this).
+_STACK_EXISTS = re.compile(r"\bstack '[^'\n]+' already exists", re.IGNORECASE)
 _KILLED = re.compile(r"^\s*code: -(\d+)\s*$", re.MULTILINE)  # the Automation API's report of a signalled CLI
 _SIGNALS = {int(s) for s in signal.Signals}
 
@@ -67,7 +69,7 @@ def classify(text: str, scene: Scene, doing: str, resource_errors: Sequence[tupl
             fix="Wait for that update to finish. If it died, run again with `iac-runner <verb> --cancel-lock` "
             "(pulumi cancel semantics); iac-runner never cancels by itself.",
         )
-    if "already exists" in lower and "stack" in lower:
+    if _STACK_EXISTS.search(text):
         return EngineError(
             f"Stack {scene.stack} was created by another run at the same moment.",
             where=where,
@@ -111,17 +113,18 @@ def classify(text: str, scene: Scene, doing: str, resource_errors: Sequence[tupl
 def _resource_error(resource_errors: Sequence[tuple[str, str]], where: str, doing: str) -> EngineError:
     """A provider's failure: its own message, without the gRPC wrapper, the traceback (current SDKs send the
     dynamic provider's whole traceback) and the CLI's progress around it."""
-    messages = [_provider_message(message) for _, message in resource_errors]
+    messages = [provider_message(message) for _, message in resource_errors]
     first = messages[0].splitlines()[0] if messages[0].strip() else "no message"
     return EngineError(
         f"Resource {resource_errors[0][0]} failed while {doing}: {first[:160]}",
         where=f"{where}; resource(s) {', '.join(dict.fromkeys(name for name, _ in resource_errors))}",
         fix="Fix the cause the provider reports, then run again: create converges from where it stopped.",
         details=tail("\n".join(messages)),
+        resource=resource_errors[0][0],
     )
 
 
-def _provider_message(message: str) -> str:
+def provider_message(message: str) -> str:
     if "Traceback (most recent call last):" in message:
         exception, _ = _last_exception(message)
         if exception:

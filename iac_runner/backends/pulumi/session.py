@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iac_runner.backends.base import ChangeSummary, Output, ResourceChange, StackContext
+from iac_runner.backends.base import ChangeSummary, Drift, DriftedResource, Output, ResourceChange, StackContext
 from iac_runner.backends.pulumi import engine
-from iac_runner.backends.pulumi.errors import Scene, classify
+from iac_runner.backends.pulumi.errors import Scene, classify, provider_message
 from iac_runner.backends.pulumi.project import Project
 from iac_runner.common import process, yamlfile
 from iac_runner.common.errors import Diagnostic, RunnerError
@@ -27,7 +27,7 @@ from iac_runner.common.naming import sanitize
 from iac_runner.common.retry import Retry, transient_reason
 
 if TYPE_CHECKING:
-    from pulumi.automation import EngineEvent, Stack
+    from pulumi.automation import EngineEvent, Stack, StepEventMetadata
 
     from iac_runner.backends.pulumi.command import SeamCommand
 
@@ -55,6 +55,9 @@ class Progress:
     resource_errors: list[tuple[str, str]] = field(default_factory=list)
     changes: list[ResourceChange] = field(default_factory=list)
     preview: bool = False
+    #: A refresh preview: the steps that would update or delete a resource are its drift.
+    refresh: bool = False
+    drifted: list[DriftedResource] = field(default_factory=list)
     #: The engine found pending operations in the state: operations a killed run never finished.
     pending: list[str] = field(default_factory=list)
     #: The program's outputs would change (a preview says so on the stack's own resource only).
@@ -72,9 +75,9 @@ class Progress:
             if diagnostic.severity == "error":
                 self.errors.append(message)
                 address = resource_name(diagnostic.urn) if diagnostic.urn else ""
-                self.diagnostics.append(
-                    Diagnostic("error", message.splitlines()[0][:300] if message else "", message, address)
-                )
+                # A provider's failure as its own message (not a traceback's first line).
+                summary = (provider_message(message).strip().splitlines() or [""])[0][:300]
+                self.diagnostics.append(Diagnostic("error", summary, message, address))
                 if diagnostic.urn and "::pulumi:pulumi:Stack::" not in diagnostic.urn:
                     self.resource_errors.append((address, message))
             elif diagnostic.severity == "warning" and _PENDING.search(message):
@@ -111,7 +114,9 @@ class Progress:
         elif event.res_outputs_event:
             meta = event.res_outputs_event.metadata
             action = _OPS.get(meta.op.value)
-            if meta.type == STACK_TYPE and self.preview:
+            if self.refresh:
+                self._drift(meta)
+            elif meta.type == STACK_TYPE and self.preview:
                 old = meta.old.outputs if meta.old else {}
                 new = meta.new.outputs if meta.new else {}
                 self.outputs_changed = self.outputs_changed or old != new
@@ -120,6 +125,17 @@ class Progress:
         elif event.res_op_failed_event:
             meta = event.res_op_failed_event.metadata
             log.resource(resource_name(meta.urn), "failed", type=meta.type)
+
+    def _drift(self, meta: StepEventMetadata) -> None:
+        """A refresh step that would update the state (the resource changed outside Pulumi) or delete it from the
+        state (the resource is gone)."""
+        if meta.op.value not in ("update", "delete") or meta.type.startswith(_ENGINE_OWN):
+            return
+        name = resource_name(meta.urn)
+        deleted = meta.op.value == "delete"
+        names = () if deleted else changed_properties(meta)
+        self.drifted.append(DriftedResource(name, meta.type, names, deleted))
+        log.resource(name, "drifted", "deleted" if deleted else f"changed: {', '.join(names) or '?'}", type=meta.type)
 
     def _program_line(self, line: str) -> None:
         """A Python traceback the program prints (the engine sends it a line per event) goes to the debug log: a
@@ -137,6 +153,21 @@ class Progress:
 
 def resource_name(urn: str) -> str:
     return urn.rsplit("::", 1)[-1]
+
+
+def changed_properties(meta: StepEventMetadata) -> tuple[str, ...]:
+    """The top-level properties a refresh step changes: the engine's diffs where the provider gives them; else
+    (dynamic providers give none) the outputs read against the state's outputs, and against the state's inputs
+    (after an earlier refresh wrote the drift into the outputs, the inputs still hold what the program said).
+    Secret values are masked alike in both, so a changed secret is not named."""
+    named = list(meta.diffs or ()) or [re.split(r"[.\[]", path, maxsplit=1)[0] for path in meta.detailed_diff or {}]
+    if not named:
+        old = (meta.old.outputs if meta.old else None) or {}
+        said = (meta.old.inputs if meta.old else None) or {}
+        new = (meta.new.outputs if meta.new else None) or {}
+        named = [key for key in {*old, *new} if old.get(key) != new.get(key)]
+        named += [key for key, value in said.items() if key in new and new[key] != value]
+    return tuple(sorted({name for name in named if name and not name.startswith("__")}))
 
 
 def stack_name(ctx: StackContext) -> str:
@@ -163,6 +194,7 @@ class Session:
         self.engine = engine.probe_or_fail(self.cli)
         self.engine.check(self.project.options, where=f"{self.project.path}: runtime.options")
         log.info(self.engine.describe())
+        ctx.events.engine_version("pulumi", self.engine.cli_version)
         # Only now: the probe has checked that the SDK has what the command needs.
         from iac_runner.backends.pulumi.command import SeamCommand
 
@@ -297,6 +329,22 @@ class Session:
         progress = Progress()
         with self.ctx.events.phase("refresh"), self._translated("refreshing the state", progress):
             self.stack.refresh(on_event=engine.guarded(progress), on_output=log.debug)
+
+    def drift(self) -> Drift:
+        """A refresh preview (`pulumi refresh --preview-only`): the providers read the real infrastructure and the
+        engine compares it with the state, which it does not write."""
+        with self.ctx.events.phase("refresh"):
+            found = Retry(self.ctx.retries, self.ctx.deadline).run(self._drift, "pulumi refresh --preview-only")
+        log.info(f"drift: {len(found.resources)} resource(s) differ from the state" if found.resources else "no drift")
+        return found
+
+    def _drift(self) -> Drift:
+        assert self.stack is not None
+        log.step("pulumi refresh --preview-only")
+        progress = Progress(refresh=True)
+        with self._translated("reading the real infrastructure", progress):
+            self.stack.preview_refresh(on_event=engine.guarded(progress), on_output=log.debug)
+        return Drift(tuple(progress.drifted))
 
     def preview(self) -> Previewed:
         with self.ctx.events.phase("plan"):

@@ -178,13 +178,18 @@ class ParameterProvider(ResourceProvider):
     def read(self, id_, props):
         from botocore.exceptions import ClientError
 
+        client = self._client()
         try:
-            found = self._client().get_parameter(Name=id_, WithDecryption=True)["Parameter"]
+            found = client.get_parameter(Name=id_, WithDecryption=True)["Parameter"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
                 return ReadResult(id_="", outs={})
             raise
-        return ReadResult(id_=id_, outs={**props, "name": id_, "value": found["Value"]})
+        # GetParameter does not return the description.
+        described = client.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [id_]}])["Parameters"]
+        description = described[0].get("Description", "") if described else props.get("description")
+        outs = {**props, "name": id_, "description": description, "value": found["Value"]}
+        return ReadResult(id_=id_, outs=outs)
 
     def delete(self, id_, _props):
         from botocore.exceptions import ClientError
