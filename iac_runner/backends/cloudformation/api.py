@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
+from iac_runner.common import heap
 from iac_runner.common.errors import ConfigError, EngineError, RunnerError
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
 from iac_runner.common.retry import Retry
 
 if TYPE_CHECKING:
+    from botocore.client import BaseClient
     from botocore.session import Session
     from mypy_boto3_cloudformation import CloudFormationClient
 
@@ -42,13 +44,20 @@ def client() -> CloudFormationClient:
     """The run's one CloudFormation client; its region is `client.meta.region_name`.
 
     botocore's own session, not boto3's: boto3 adds nothing to a CloudFormation client but its import (s3transfer,
-    resource models) and a second session, ~40 ms of an unchanged create that takes ~0.3 s."""
+    resource models) and a second session, ~40 ms of an unchanged create that takes ~0.3 s. The client, botocore's
+    modules and models live as long as the run: the collector leaves them alone (`heap.lasting`)."""
+    with heap.lasting():
+        made = _client()
+    return cast("CloudFormationClient", made)
+
+
+def _client() -> BaseClient:
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError, NoRegionError
 
     session = _session()
     try:
-        made = session.create_client(
+        return session.create_client(
             "cloudformation",
             region_name=_region(session),
             config=Config(retries={"total_max_attempts": 1}, connect_timeout=10, read_timeout=60),
@@ -68,7 +77,6 @@ def client() -> CloudFormationClient:
         ) from None
     except BotoCoreError as exc:
         raise _profile_error(exc) from None
-    return cast("CloudFormationClient", made)
 
 
 def _session() -> Session:
