@@ -34,6 +34,8 @@ class BadValue(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
+    """One value that does not fit its field."""
+
     #: The field, then the position inside its value.
     loc: tuple[str | int, ...]
     message: str
@@ -58,7 +60,7 @@ class Invalid(ValueError):
 def field(default: Any, *checks: Check, secret: bool = False) -> Any:
     """A field whose value goes through `checks` in turn; None is taken as is where it is the default, and once a
     check returns None (an empty string that means unset) the others are skipped. A secret stays out of repr."""
-    return dataclasses.field(default=default, repr=not secret, metadata={"checks": checks})
+    return dataclasses.field(default=default, repr=not secret, metadata={"checks": checks, "secret": secret})
 
 
 def names(record: type[DataclassInstance]) -> list[str]:
@@ -67,7 +69,7 @@ def names(record: type[DataclassInstance]) -> list[str]:
 
 def secrets(record: type[DataclassInstance]) -> set[str]:
     """The fields made with `secret=True`: their values are never shown."""
-    return {f.name for f in dataclasses.fields(record) if not f.repr}
+    return {f.name for f in dataclasses.fields(record) if f.metadata.get("secret")}
 
 
 def build(record: type[Record], values: Mapping[str, Any]) -> Record:
