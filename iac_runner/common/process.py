@@ -48,22 +48,25 @@ _PR_SET_PDEATHSIG = 1
 class Deadline:
     """A time limit: the run's overall one (IAC_RUNNER_TIMEOUT), or a phase's within it (`phase`)."""
 
-    def __init__(self, seconds: float, *, setting: str = "IAC_RUNNER_TIMEOUT (--timeout)", phase: str = "") -> None:
+    def __init__(
+        self, seconds: float, *, setting: str = "IAC_RUNNER_TIMEOUT (--timeout)", phase: str = "", waits_for: str = ""
+    ) -> None:
         self.seconds = seconds
         self.expires = time.monotonic() + seconds
         self.setting = setting
         self.phase_name = phase
+        #: What a phase reaches over the network, for the message when it runs out.
+        self.waits_for = waits_for
 
     def remaining(self) -> float:
         return self.expires - time.monotonic()
 
-    def phase(self, name: str, seconds: float | None, setting: str) -> Deadline:
+    def phase(self, name: str, seconds: float | None, setting: str, waits_for: str = "") -> Deadline:
         """A limit for one phase (checkout, init) that ends no later than this one: a hung phase cannot eat the
         time the rest of the run needs, e.g. to save state."""
         if seconds is None or seconds >= self.remaining():
             return self
-        child = Deadline(seconds, setting=setting, phase=name)
-        return child
+        return Deadline(seconds, setting=setting, phase=name, waits_for=waits_for)
 
     def check(self, doing: str) -> None:
         if self.remaining() > 0:
@@ -72,8 +75,8 @@ class Deadline:
             raise RunTimeout(
                 f"The {self.phase_name} phase exceeded its time limit of {self.seconds:g} s while {doing}.",
                 where=self.setting,
-                fix=f"Check what {self.phase_name} waits for (the network path to the git host or the registry), "
-                f"or raise {self.setting}; nothing was changed by this phase.",
+                fix=f"Check the network path to {self.waits_for or f'what {self.phase_name} reaches'}, or raise "
+                f"{self.setting}; nothing was changed by this phase.",
             )
         raise RunTimeout(
             f"The run exceeded its time limit of {self.seconds:g} s while {doing}.",

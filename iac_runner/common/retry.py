@@ -27,7 +27,11 @@ _TRANSIENT = re.compile(
     r"|(?P<throttle>Throttl\w*|RequestLimitExceeded|TooManyRequests\w*|SlowDown|Rate exceeded)"
     r"|(?P<network>connection reset|connection refused|broken pipe|i/o timeout|timed out|unexpected EOF"
     r"|early EOF|remote end hung up|RPC failed|could not resolve host|temporary failure in name resolution"
-    r"|failed to connect|connection closed|no route to host)",
+    r"|failed to connect|connection closed|no route to host"
+    # curl's words, through git: a connection dropped before or while the answer came.
+    r"|empty reply from server|recv failure|send failure|couldn't connect to server"
+    # Go's (tofu, its providers and state backends, pulumi): the AWS SDK's, and net/http's `Get "url": EOF`.
+    r'|request send failed|": EOF\b)',
     re.IGNORECASE,
 )
 
@@ -61,8 +65,9 @@ class Retry:
         """Log and sleep before retry `attempt`; False when no retry is left or the deadline would pass."""
         if attempt > self.retries:
             return False
-        wait = self.wait(attempt)
-        if wait >= self.deadline.remaining():
+        wait, left = self.wait(attempt), self.deadline.remaining()
+        if wait >= left:
+            log.warning(f"{doing} failed with {reason}: no retry, the time limit is {max(left, 0):.1f} s away")
             return False
         log.warning(f"{doing} failed with {reason}: retry {attempt} of {self.retries} in {wait:.1f} s")
         time.sleep(wait)

@@ -24,9 +24,12 @@ def _matches(address: str, patterns: Iterable[str]) -> bool:
 
 
 def _describe(change: ResourceChange) -> str:
-    why = ", ".join(change.attributes) if change.attributes else change.reason
-    forced = f": {why} forces it" if why and change.action == "replace" else ""
-    return f"{change.address} ({change.action}{forced})"
+    """`address (replace: name forces it)`; the engine's reason where it names no attribute (`cannot update`)."""
+    if change.action == "replace" and change.attributes:
+        return f"{change.address} (replace: {', '.join(change.attributes)} forces it)"
+    if change.action == "replace" and change.reason:
+        return f"{change.address} (replace: {change.reason})"
+    return f"{change.address} ({change.action})"
 
 
 @dataclass
@@ -80,17 +83,19 @@ class Guard:
             f"The create would replace or remove {len(refused)} existing resource(s), and the replacement guard "
             "refuses it: nothing was changed.",
             where=names,
-            fix=(
-                f"If that is intended, allow it: IAC_RUNNER_ALLOW_REPLACE={allow} (or `all`), --allow-replace, or "
-                "`allow_replace:` in iac-runner.yaml; otherwise change the input back. "
-                if allow
-                else ""
-            )
-            + (
-                f"{', '.join(protected)} {'is' if len(protected) == 1 else 'are'} under `protect:` in iac-runner.yaml: "
-                "only a destroy removes a protected resource."
-                if protected
-                else ""
+            fix=" ".join(
+                part
+                for part in (
+                    f"If that is intended, allow it: IAC_RUNNER_ALLOW_REPLACE={allow} (or `all`), --allow-replace, or "
+                    "`allow_replace:` in iac-runner.yaml; otherwise change the input back."
+                    if allow
+                    else "",
+                    f"{', '.join(protected)} {'is' if len(protected) == 1 else 'are'} under `protect:` in "
+                    "iac-runner.yaml: only a destroy removes a protected resource."
+                    if protected
+                    else "",
+                )
+                if part
             ),
             resource=refused[0][0].address,
         )

@@ -24,7 +24,7 @@ from iac_runner.common.errors import ConfigError, RunnerError
 from iac_runner.common.files import check_writable_dir, mirror
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline, forward_signals
-from iac_runner.common.secrets import REGISTRY
+from iac_runner.common.secrets import MIN_LENGTH, REGISTRY
 from iac_runner.job import outputs as outputs_mod
 from iac_runner.job.companions import companions
 from iac_runner.job.guard import Guard
@@ -65,12 +65,20 @@ class RunResult:
 def execute(request: RunRequest) -> RunResult:
     settings, report = request.settings, request.report
     REGISTRY.add_all(request.secret_inputs.values())
+    for name, value in request.secret_inputs.items():
+        if isinstance(value, str) and 0 < len(value) < MIN_LENGTH:
+            log.warning(
+                f"secret input {name!r} is shorter than {MIN_LENGTH} characters: it stays out of files and process "
+                "arguments, but an engine that prints it is not masked (so short a value would mask ordinary text)"
+            )
     deadline = Deadline(settings.timeout)
     if request.output_files and request.action in WRITES_OUTPUTS:
         _check_output_files(request.output_files)
     with forward_signals(), contextlib.ExitStack() as stack:
         with report.phase("checkout"):
-            checkout_deadline = deadline.phase("checkout", settings.checkout_timeout, "IAC_RUNNER_CHECKOUT_TIMEOUT")
+            checkout_deadline = deadline.phase(
+                "checkout", settings.checkout_timeout, "IAC_RUNNER_CHECKOUT_TIMEOUT", "the git host"
+            )
             source = stack.enter_context(
                 checkout(
                     settings.git_source(), request.base_dir, settings.source_path, checkout_deadline, settings.retries

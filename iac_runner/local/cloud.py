@@ -1,17 +1,18 @@
 """The embedded default cloud: moto's standalone server on a free loopback port.
 
 Used by `iac-runner demo` and the test suite. Run as `python -m iac_runner.local.cloud PORT`, it starts moto with
-three fidelity fixes: moto's change-set execution leaves the stack's outputs and parameters as they were before
+four fidelity fixes: moto's change-set execution leaves the stack's outputs and parameters as they were before
 the change set, where real CloudFormation updates them; its CloudFormation S3 bucket ignores
-VersioningConfiguration; and its update change sets list no change a parameter makes and never say whether a
-change replaces the resource. The fixes make moto behave like AWS; the runner's own API calls are the same against
-both.
+VersioningConfiguration; its update change sets list no change a parameter makes and never say whether a
+change replaces the resource; and it misses the parameters a resource names in `Fn::Sub`. The fixes make moto
+behave like AWS; the runner's own API calls are the same against both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -186,11 +187,38 @@ def _details(old: dict[str, Any], new: dict[str, Any], moved: set[str], referenc
     return details
 
 
+def _fix_sub_references() -> None:
+    """moto finds a resource's references to parameters in `Ref` only: one that names a parameter in `Fn::Sub`
+    (`!Sub "/app/${bucket}/token"`) was neither in a change set nor updated when only that parameter changed.
+    AWS resolves both; so do the change sets and their execution here."""
+    from moto.cloudformation import parsing
+
+    def references(template: Any) -> list[str]:
+        if isinstance(template, list):
+            return [name for item in template for name in references(item)]
+        if not isinstance(template, dict):
+            return []
+        found: list[str] = []
+        for key, value in template.items():
+            if key == "Ref":
+                found.append(value)
+            elif key == "Fn::Sub":
+                text = value[0] if isinstance(value, list) and value else value
+                found += re.findall(r"\$\{([^}!.]+)\}", text) if isinstance(text, str) else []
+                found += references(value[1:] if isinstance(value, list) else [])
+            else:
+                found += references(value)
+        return found
+
+    parsing.get_references_from_template = references
+
+
 def serve(port: int) -> None:
     from moto.server import main
 
     _fix_change_set_execution()
     _fix_bucket_versioning()
+    _fix_sub_references()  # first: the change sets' fix takes moto's reference finder as it is then
     _fix_change_set_changes()
     main(["-H", HOST, "-p", str(port)])
 

@@ -16,6 +16,7 @@ import pytest
 
 from tests.helpers import SENTINEL, STACKS, Container, base_env, cfn_client, isolate, s3_example
 from tests.helpers.faultproxy import serving
+from tests.helpers.tofu import SMALL_TF
 
 TEMPLATE = (STACKS / "s3-bucket" / "cloudformation" / "template.yaml").read_text()
 FILES = {"template.yaml": TEMPLATE, "iac-runner.yaml": "secret_outputs: [tokenParameter]\n"}
@@ -230,3 +231,13 @@ def test_a_sigterm_before_anything_is_set_up(tmp_path: Path) -> None:
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted by SIGTERM" in (scripts / "e.txt").read_text()
+
+
+def test_a_secret_too_short_to_mask_is_named_in_a_warning(container: Container, tmp_path: Path) -> None:
+    """Secrets under 6 characters are not searched for in free text (they would mask ordinary words): the run
+    says so, and the value still goes to the secrets file only."""
+    isolate(container, tmp_path, IAC_RUNNER_STACK_NAME="short-secret")
+    result = container.run("create", {"name": "n"}, secrets={"token": "ab12"}, files={"main.tf": SMALL_TF})
+    result.assert_ok()
+    assert "secret input 'token' is shorter than 6 characters" in result.log
+    assert result.json("secrets") == {"token": "ab12"} and "ab12" not in json.dumps(result.json("values"))

@@ -152,6 +152,7 @@ class Api:
             NoCredentialsError,
             ReadTimeoutError,
         )
+        from botocore.parsers import ResponseParserError
 
         try:
             yield
@@ -163,6 +164,9 @@ class Api:
             ) from None
         except (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError) as exc:
             raise self._lost(doing, exc) from None
+        except ResponseParserError as exc:
+            # Not the API's answer: the error page of a proxy or load balancer in between (envoy's plain-text 503).
+            raise self._lost(doing, exc, unreadable=True) from None
         except ClientError as exc:
             raise _client_error(exc, doing) from None
         except BotoCoreError as exc:
@@ -171,9 +175,10 @@ class Api:
                 fix="Check the AWS configuration of the job (AWS_* variables) and run again.",
             ) from None
 
-    def _lost(self, doing: str, exc: Exception) -> RunnerError:
+    def _lost(self, doing: str, exc: Exception, *, unreadable: bool = False) -> RunnerError:
         endpoint = str(getattr(exc, "kwargs", {}).get("endpoint_url", "")) or os.environ.get("AWS_ENDPOINT_URL", "")
-        reason = f"a network error ({type(exc).__name__})"
+        reason = "an answer that is not the API's (a proxy's error page?)" if unreadable else "a network error"
+        reason += f" ({type(exc).__name__})"
         if self.changing:
             return EngineError(
                 f"The connection to CloudFormation was lost while {doing}; the stack was being changed, so its "
@@ -184,7 +189,8 @@ class Api:
                 transient=reason,
             )
         return ConfigError(
-            f"The AWS endpoint could not be reached while {doing}.",
+            f"The AWS endpoint {'gave no answer the SDK can read' if unreadable else 'could not be reached'} while "
+            f"{doing}.",
             where=endpoint,
             fix="Check AWS_ENDPOINT_URL / AWS_REGION and the network path to AWS.",
             transient=reason,

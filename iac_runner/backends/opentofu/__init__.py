@@ -121,7 +121,7 @@ class OpenTofuBackend(BackendDefaults):
             tofu.init()
             tofu.check_secret_names()
             # A transient fault before any resource was touched is tried again from a new plan.
-            Retry(ctx.retries, ctx.deadline).run(tofu.plan_and_apply, "tofu apply")
+            Retry(ctx.retries, ctx.deadline).run(tofu.plan_and_apply, "tofu plan and apply")
             return tofu.outputs()
 
     def destroy(self, ctx: StackContext) -> None:
@@ -239,7 +239,12 @@ class _Tofu:
         argv = self.commands.init(
             backend=backend, backend_config=backend_config, lock_readonly=_lock_file_fits(self.ctx.folder, self.binary)
         )
-        limit = self.ctx.deadline.phase("init", self.ctx.init_timeout, "IAC_RUNNER_INIT_TIMEOUT")
+        limit = self.ctx.deadline.phase(
+            "init",
+            self.ctx.init_timeout,
+            "IAC_RUNNER_INIT_TIMEOUT",
+            "the provider registry (or mirror) and the state backend",
+        )
 
         def attempt() -> None:
             with _plugin_cache_lock(self.env["TF_PLUGIN_CACHE_DIR"], limit):
@@ -250,7 +255,7 @@ class _Tofu:
                 raise diag.init_error(done.stderr + done.stdout, self.ctx.state_url, self.ctx.folder)
 
         with self.ctx.events.phase("init"):
-            self.retry.run(attempt, "tofu init")
+            Retry(self.ctx.retries, limit).run(attempt, "tofu init")
 
     def validate(self) -> None:
         done = self.run(self.commands.validate(), lambda line: None, doing="validating")
@@ -324,7 +329,10 @@ class _Tofu:
         return changes
 
     def plan_and_apply(self) -> None:
-        planned = self.plan(save=True)
+        """One attempt; the caller tries it again as a whole, so the plan is not retried on its own as well
+        (retries within retries would multiply the bound)."""
+        with self.ctx.events.phase("plan"):
+            planned = self._plan(save=True)
         self.ctx.approve(planned.summary)
         if not planned.changes:
             log.info("no changes: the infrastructure matches the configuration")

@@ -205,7 +205,8 @@ class Session:
 
     def __enter__(self) -> Session:
         engine.check_passphrase(self.env, bool(self.ctx.secret_inputs))
-        self.stack = self._stack()
+        # The first reach for the state backend: a fault that outlasts its SDK's own retries is tried again.
+        self.stack = Retry(self.ctx.retries, self.ctx.deadline).run(self._stack, "pulumi stack select")
         if self.create:
             self.configure()
         return self
