@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from iac_runner.common import typed
 from iac_runner.common.errors import ConfigError
 from iac_runner.common.process import Deadline
 
@@ -26,20 +25,19 @@ class EngineUnavailable(Exception):
     """The backend's engine cannot be used on this machine; the message says why and how to get it."""
 
 
-class StackFile(BaseModel):
-    """The optional `iac-runner.yaml` beside the stack."""
+@dataclass(frozen=True)
+class StackFile:
+    """The optional `iac-runner.yaml` beside the stack (read by `typed.build`)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    backend: str | None = None
+    backend: str | None = typed.field(None, typed.text)
     #: cloudformation: which file is the template.
-    template: str | None = None
+    template: str | None = typed.field(None, typed.text)
     #: Outputs to treat as secret where the engine has no sensitive flag (cloudformation).
-    secret_outputs: list[str] = Field(default_factory=list)
+    secret_outputs: tuple[str, ...] = typed.field((), typed.strings)
     #: Resources a create may replace or remove (`all` for any); the replacement guard refuses the others.
-    allow_replace: list[str] = Field(default_factory=list)
+    allow_replace: tuple[str, ...] = typed.field((), typed.strings)
     #: Resources no create may replace or remove, even with `all`: only a destroy removes them.
-    protect: list[str] = Field(default_factory=list)
+    protect: tuple[str, ...] = typed.field((), typed.strings)
 
 
 @dataclass(frozen=True)

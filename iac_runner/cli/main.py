@@ -1,7 +1,7 @@
 """`iac-runner`: the parser, and the one place where a failure becomes an exit code, a log line and the error file.
 
-Heavy modules (pydantic, GitPython, boto3, cfn-lint) are imported inside the commands so that `iac-runner --help`
-stays fast.
+Heavy modules (botocore, cfn-lint, GitPython, pydantic, the Pulumi SDK) are imported inside the commands that use
+them, so that `iac-runner --help` and a run's start stay fast.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import argparse
 import os
 import signal
 import sys
-import traceback
 from collections.abc import Sequence
 
 from iac_runner.cli import definition, driver, stack, tools
@@ -37,6 +36,8 @@ def main(argv: Sequence[str] | None = None, *, early_signal: int | None = None) 
         return _report(process.interrupted(signum), sink)
     except Exception as exc:
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         internal = RunnerError(
             f"Internal error in iac-runner: {type(exc).__name__}: {exc}",

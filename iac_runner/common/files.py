@@ -11,11 +11,13 @@ from pathlib import Path
 from iac_runner.common.errors import ConfigError
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+def write_atomic(path: Path, text: str, mode: int = 0o644, *, durable: bool = True) -> None:
     """Write to a temp file in the same directory, fsync, then rename over `path`.
 
     A reader never sees a half-written file, and a failed write leaves any previous file as it was.
     The temp file is created with `mode` from the start so a secret is never briefly world-readable.
+    `durable=False` skips the fsync (a few ms each) for a file of the run's own work dir, which goes away with
+    the run: no crash can leave anything there worth keeping.
     """
     directory = path.parent
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
@@ -23,8 +25,9 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

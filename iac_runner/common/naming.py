@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 
@@ -18,5 +17,7 @@ def sanitize(name: str, *, allowed: str, max_length: int, first: str = "a-zA-Z")
         cleaned = f"s-{cleaned}".rstrip("-")
     if cleaned == name and len(name) <= max_length:
         return name
+    import hashlib  # only for a name that changes: most runs need no OpenSSL (~3 ms to load)
+
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]
     return f"{cleaned[: max_length - len(digest) - 1].rstrip('-')}-{digest}"

@@ -21,7 +21,6 @@ from iac_runner.common import yamlfile
 from iac_runner.common.errors import ConfigError
 from iac_runner.common.files import read_text
 from iac_runner.humanitec.model import DRIVER_INPUTS, PLACEHOLDER_TAG, looks_secret
-from iac_runner.job.settings import validation_message
 
 # -- loading with lines ----------------------------------------------------------------------------------
 
@@ -136,6 +135,11 @@ def is_definition(data: Any) -> bool:
 
 
 # -- the model's errors as problems ------------------------------------------------------------------------
+
+
+def validation_message(msg: str) -> str:
+    """pydantic's message for a validator's ValueError, without the "Value error, " it puts in front."""
+    return msg.removeprefix("Value error, ")
 
 
 def model_problems(doc: Document, error: ValidationError, model: type[BaseModel], prefix: Loc = ()) -> list[Problem]:

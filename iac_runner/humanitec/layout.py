@@ -16,16 +16,14 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from iac_runner.backends.base import Backend
-from iac_runner.common import paths
+from iac_runner.common import paths, typed
 from iac_runner.common.files import write_atomic
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
 from iac_runner.humanitec.model import DriverSource
 from iac_runner.job.companions import companions
-from iac_runner.job.settings import Settings, validation_message
+from iac_runner.job.settings import parse_settings
 from iac_runner.job.source import GitSource, SourceError, checkout, git_auth, stack_folder
 
 
@@ -44,9 +42,9 @@ def fetch_source(
     if url != source.url:
         log.info(f"source {source.url} is checked out from {url} (--url-map)")
     try:
-        Settings(source_url=url)
-    except ValidationError as exc:
-        reason = validation_message(exc.errors()[0]["msg"])
+        parse_settings({"source_url": url})
+    except typed.Invalid as exc:
+        reason = exc.problems[0].message
         raise SourceError("url", f"The source URL {url!r} {reason}.") from None
     auth = git_auth(url)
     if token and auth != "token":

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from iac_runner import backends
 from iac_runner.backends.base import Backend, StackFile
-from iac_runner.common import paths
+from iac_runner.common import paths, typed
 from iac_runner.common.errors import ConfigError, RunnerError
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
@@ -52,10 +52,10 @@ from iac_runner.humanitec.model import (
 from iac_runner.job.settings import (
     ENV_PREFIX,
     SECRET_PREFIX,
-    Settings,
+    SETTING_NAMES,
     env_var,
     load_stack_file,
-    validation_message,
+    parse_settings,
 )
 from iac_runner.job.source import SourceError, git_auth, stack_folder
 
@@ -65,7 +65,7 @@ VARIABLES = (*VALUES, "job", "variables")
 SECRET_VARIABLES = (*SECRETS, "job", "variables")
 # Set by the driver for every run; a definition cannot choose them.
 DRIVER_VARIABLES = ("ACTION", "SCRIPTS_DIRECTORY", "OUTPUTS_FILE", "SECRET_OUTPUTS_FILE", "ERROR_FILE")
-SETTINGS = {env_var(name): name for name in Settings.model_fields}
+SETTINGS = {env_var(name): name for name in SETTING_NAMES}
 # A placeholder where a JSON value goes (`"principals": ${resources...outputs.list}`): the orchestrator puts JSON there.
 _BARE_PLACEHOLDER = re.compile(r"(?<=[:\[,])(\s*)\$\{[^{}]+\}")
 _PLAIN_VALUE_FIX = (
@@ -263,14 +263,14 @@ def _check_settings(doc: Document, variables: Mapping[str, str]) -> list[Problem
     }
     problems = []
     try:
-        Settings.model_validate(given)
-    except ValidationError as exc:
-        for err in exc.errors():
-            name = env_var(str(err["loc"][0]))
+        parse_settings(given)
+    except typed.Invalid as exc:
+        for problem in exc.problems:
+            name = env_var(problem.field)
             problems.append(
                 doc.problem(
                     (*VARIABLES, name),
-                    f"job variable {name}: {validation_message(err['msg'])} (got {err['input']!r})",
+                    f"job variable {name}: {problem.message} (got {problem.value!r})",
                     "Correct the value; the settings are listed in README.md.",
                 )
             )
@@ -347,12 +347,12 @@ def _check_source_form(doc: Document, inputs: ContainerInputs) -> list[Problem]:
     problems = []
     if not has_placeholder(source.url):
         try:
-            Settings.model_validate({"source_url": source.url})
-        except ValidationError as exc:
+            parse_settings({"source_url": source.url})
+        except typed.Invalid as exc:
             problems.append(
                 doc.problem(
                     (*VALUES, "source", "url"),
-                    f"source.url: {validation_message(exc.errors()[0]['msg'])} (got {source.url!r})",
+                    f"source.url: {exc.problems[0].message} (got {source.url!r})",
                     "Give the repository's git URL.",
                 )
             )

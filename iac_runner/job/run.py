@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from iac_runner import backends
 from iac_runner.backends.base import Backend, ChangeSummary, Drift, EngineOptions, Output, StackContext
-from iac_runner.common import paths
+from iac_runner.common import heap, paths
 from iac_runner.common.errors import ConfigError, RunnerError
 from iac_runner.common.files import check_writable_dir, mirror
 from iac_runner.common.log import log
@@ -85,7 +85,8 @@ def execute(request: RunRequest) -> RunResult:
                 )
             )
             stack_file = load_stack_file(source.folder)
-            backend = _backend(settings.backend or stack_file.backend, source.folder)
+            with heap.lasting():  # the backends' modules, imported to pick one, and the runner's own
+                backend = _backend(settings.backend or stack_file.backend, source.folder)
             source.include(backend.local_dependencies(source.folder))
         report.backend = backend.name
         report.source = {k: v for k, v in _source_record(source, settings).items() if v}

@@ -11,13 +11,12 @@ import math
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-
 from iac_runner.backends.base import StackFile
-from iac_runner.common import yamlfile
+from iac_runner.common import typed, yamlfile
 from iac_runner.common.errors import ConfigError
 from iac_runner.common.files import read_text
 from iac_runner.job.source import GitSource
@@ -27,40 +26,47 @@ SECRET_PREFIX = f"{ENV_PREFIX}SECRET_"
 STACK_FILE = "iac-runner.yaml"
 DEFAULT_TIMEOUT = 3600
 
-# Fields whose values are never echoed back in an error message.
-_SECRET_FIELDS = {"source_token", "source_ssh_key"}
+_STATE_URL = typed.matching(
+    r"^file:///",
+    r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$",
+    message="must be file:///absolute/dir or s3://bucket[/prefix]",
+)
+_SOURCE_URL = typed.matching(
+    r"^(https?|ssh|file)://",
+    r"^[\w.\-]+@[\w.\-]+:",
+    message="must be an https://, ssh://, git@host:path or file:// git URL",
+)
 
 
-class Settings(BaseModel):
+@dataclass(frozen=True)
+class Settings:
     """Everything a run can be told through `IAC_RUNNER_*` variables or the matching CLI flags.
 
-    Env vars are read by `load_settings` (not by pydantic-settings' own env source) so that unknown
-    `IAC_RUNNER_*` names are reported and tests can pass an environment explicitly.
+    Read by `parse_settings` (`load_settings` for flags over the environment, where unknown `IAC_RUNNER_*`
+    names are reported); values given blank mean unset where the field is `stripped`.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
-    backend: str | None = None
-    source_url: str | None = None
-    source_ref: str | None = None
-    source_path: str | None = None
-    source_token: SecretStr | None = None
-    source_username: str | None = None
-    source_ssh_key: SecretStr | None = None
-    source_known_hosts: str | None = None
-    stack_name: str | None = None
-    state_url: str | None = None
-    source_include: str | None = None
-    timeout: int = Field(default=DEFAULT_TIMEOUT, gt=0)
-    checkout_timeout: int = Field(default=300, gt=0)
-    init_timeout: int = Field(default=300, gt=0)
-    lock_timeout: int = Field(default=60, ge=0)
-    retries: int = Field(default=2, ge=0, le=10)
-    allow_replace: str | None = None
-    refresh: bool = False
-    report_file: str | None = None
-    tofu_binary: str | None = None
-    log_format: Literal["text", "json"] = "text"
+    backend: str | None = typed.field(None, typed.stripped)
+    source_url: str | None = typed.field(None, typed.stripped, _SOURCE_URL)
+    source_ref: str | None = typed.field(None, typed.stripped)
+    source_path: str | None = typed.field(None, typed.stripped)
+    source_token: str | None = typed.field(None, typed.text, secret=True)
+    source_username: str | None = typed.field(None, typed.text)
+    source_ssh_key: str | None = typed.field(None, typed.text, secret=True)
+    source_known_hosts: str | None = typed.field(None, typed.text)
+    stack_name: str | None = typed.field(None, typed.stripped)
+    state_url: str | None = typed.field(None, typed.stripped, _STATE_URL)
+    source_include: str | None = typed.field(None, typed.text)
+    timeout: int = typed.field(DEFAULT_TIMEOUT, typed.integer(gt=0))
+    checkout_timeout: int = typed.field(300, typed.integer(gt=0))
+    init_timeout: int = typed.field(300, typed.integer(gt=0))
+    lock_timeout: int = typed.field(60, typed.integer(ge=0))
+    retries: int = typed.field(2, typed.integer(ge=0, le=10))
+    allow_replace: str | None = typed.field(None, typed.stripped)
+    refresh: bool = typed.field(False, typed.boolean)
+    report_file: str | None = typed.field(None, typed.stripped)
+    tofu_binary: str | None = typed.field(None, typed.text)
+    log_format: Literal["text", "json"] = typed.field("text", typed.choice("text", "json"))
 
     def include_paths(self) -> list[str]:
         """More folders of the repository to check out beside the stack's (IAC_RUNNER_SOURCE_INCLUDE)."""
@@ -78,42 +84,23 @@ class Settings(BaseModel):
             url=self.source_url,
             ref=self.source_ref,
             path=self.source_path,
-            token=self.source_token.get_secret_value() if self.source_token else None,
+            token=self.source_token or None,
             username=self.source_username,
-            ssh_key=self.source_ssh_key.get_secret_value() if self.source_ssh_key else None,
+            ssh_key=self.source_ssh_key or None,
             known_hosts=self.source_known_hosts,
             include=tuple(self.include_paths()),
         )
 
-    @field_validator(
-        "backend", "source_url", "source_ref", "source_path", "stack_name", "state_url", "report_file", "allow_replace"
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
 
-    @field_validator("state_url")
-    @classmethod
-    def _state_url_scheme(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if re.match(r"^file:///", value) or re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", value):
-            return value
-        raise ValueError("must be file:///absolute/dir or s3://bucket[/prefix]")
-
-    @field_validator("source_url")
-    @classmethod
-    def _source_url_form(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if re.match(r"^(https?|ssh|file)://", value) or re.match(r"^[\w.\-]+@[\w.\-]+:", value):
-            return value
-        raise ValueError("must be an https://, ssh://, git@host:path or file:// git URL")
+#: The names of the settings, as fields (`timeout`).
+SETTING_NAMES = typed.names(Settings)
+# Fields whose values are never echoed back in an error message.
+_SECRET_FIELDS = typed.secrets(Settings)
 
 
-def validation_message(msg: str) -> str:
-    """pydantic's message for a validator's ValueError, without the "Value error, " it puts in front."""
-    return msg.removeprefix("Value error, ")
+def parse_settings(values: Mapping[str, Any]) -> Settings:
+    """Settings from values by field name; raises typed.Invalid naming each bad one."""
+    return typed.build(Settings, values)
 
 
 def env_var(field: str) -> str:
@@ -128,17 +115,17 @@ def load_settings(flags: Mapping[str, Any], environ: Mapping[str, str] | None = 
     """Settings from CLI flags (those not None) over `IAC_RUNNER_*` env vars."""
     environ = os.environ if environ is None else environ
     _reject_unknown_env(environ)
-    env_values = {name: environ[env_var(name)] for name in Settings.model_fields if env_var(name) in environ}
+    env_values = {name: environ[env_var(name)] for name in SETTING_NAMES if env_var(name) in environ}
     explicit = {k: v for k, v in flags.items() if v is not None}
     try:
         # Values are passed explicitly (flags over env) so that tests and the CLI share one path.
-        return Settings.model_validate({**env_values, **explicit})
-    except ValidationError as exc:
+        return parse_settings({**env_values, **explicit})
+    except typed.Invalid as exc:
         raise _settings_error(exc, explicit) from None
 
 
 def _reject_unknown_env(environ: Mapping[str, str]) -> None:
-    known = {env_var(name) for name in Settings.model_fields}
+    known = {env_var(name) for name in SETTING_NAMES}
     unknown = sorted(
         k for k in environ if k.startswith(ENV_PREFIX) and k not in known and not k.startswith(SECRET_PREFIX)
     )
@@ -151,13 +138,13 @@ def _reject_unknown_env(environ: Mapping[str, str]) -> None:
         )
 
 
-def _settings_error(exc: ValidationError, explicit: Mapping[str, Any]) -> ConfigError:
+def _settings_error(exc: typed.Invalid, explicit: Mapping[str, Any]) -> ConfigError:
     problems = []
-    for err in exc.errors():
-        field = str(err["loc"][0]) if err["loc"] else "?"
+    for problem in exc.problems:
+        field = problem.field
         source = f"flag {flag(field)}" if field in explicit else f"env var {env_var(field)}"
-        shown = "" if field in _SECRET_FIELDS else f" (got {err.get('input')!r})"
-        problems.append(f"{source}: {validation_message(err['msg'])}{shown}")
+        shown = "" if field in _SECRET_FIELDS else f" (got {problem.value!r})"
+        problems.append(f"{source}: {problem.message}{shown}")
     first = problems[0]
     return ConfigError(
         f"Invalid setting: {first}.",
@@ -178,16 +165,16 @@ def load_stack_file(folder: Path) -> StackFile:
             fix="Write it as `key: value` lines, e.g. `backend: cloudformation`.",
         )
     try:
-        return StackFile.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        known = ", ".join(StackFile.model_fields)
-        if err["type"] == "extra_forbidden":
+        return typed.build(StackFile, data)
+    except typed.Invalid as exc:
+        problem = exc.problems[0]
+        key = ".".join(str(p) for p in problem.loc)
+        if problem.unknown:
             summary = f"Unknown key {key!r} in {STACK_FILE}."
         else:
-            summary = f"Invalid value for {key!r} in {STACK_FILE}: {validation_message(err['msg'])}."
-        raise ConfigError(summary, where=_line_of_key(path, str(err["loc"][0])), fix=f"Known keys: {known}.") from None
+            summary = f"Invalid value for {key!r} in {STACK_FILE}: {problem.message}."
+        known = ", ".join(typed.names(StackFile))
+        raise ConfigError(summary, where=_line_of_key(path, problem.field), fix=f"Known keys: {known}.") from None
 
 
 def _line_of_key(path: Path, key: str) -> str:

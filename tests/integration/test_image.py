@@ -504,7 +504,7 @@ def test_backends_lists_the_pinned_engines(installed: Installed) -> None:
         line for line in (ROOT / "image" / "requirements.txt").read_text().splitlines() if line.startswith("pulumi==")
     )
     assert f"Automation API {sdk.split('==')[1]}" in lines["pulumi"], "the SDK the image's lock pins"
-    assert "CloudFormation API (boto3" in lines["cloudformation"], proc.stdout
+    assert "CloudFormation API (botocore" in lines["cloudformation"], proc.stdout
 
 
 def contract_run(installed: Installed, stack: Path, name: str, action: str) -> Path:

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import pytest
 from iac_runner.common.errors import ConfigError, ExitCode, RunnerError, RunTimeout
 from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
-from iac_runner.job.settings import Settings
+from iac_runner.job.settings import Settings, parse_settings
 from iac_runner.job.source import DEFAULT_USERNAME, Source, checkout, safe_url, stack_folder
 from tests.helpers import SENTINEL, Container, base_env, git, make_repo, run_cli
 from tests.helpers.gitserver import GitServer, process_args, serving
@@ -136,7 +136,7 @@ class Remote:
         values: dict[str, Any] = {"source_url": self.url(name), "source_ref": ref, "source_path": path}
         if self.transport == "http":
             values["source_token"] = TOKEN
-        return Settings.model_validate(values)
+        return parse_settings(values)
 
 
 @pytest.fixture(params=["file", "http"])
@@ -426,7 +426,7 @@ def test_http_token_travels_as_basic_auth_header(http_remote: Remote, logs: Logs
 
 
 def test_http_username_is_used(http_remote: Remote) -> None:
-    settings = http_remote.settings(ref="main").model_copy(update={"source_username": "alice"})
+    settings = replace(http_remote.settings(ref="main"), source_username="alice")
     start = len(http_remote.server.requests)
     with checked_out(settings):
         pass
@@ -436,7 +436,7 @@ def test_http_username_is_used(http_remote: Remote) -> None:
 @pytest.mark.parametrize("token", [WRONG_TOKEN, None])
 def test_http_bad_or_missing_token(http_remote: Remote, logs: Logs, token: str | None) -> None:
     url = http_remote.url()
-    settings = Settings.model_validate({"source_url": url, "source_ref": "main", "source_token": token})
+    settings = parse_settings({"source_url": url, "source_ref": "main", "source_token": token})
     text = _config_error(fail(settings))
     assert text.splitlines()[0] == f"Git refused the credentials for {url}."
     assert "IAC_RUNNER_SOURCE_TOKEN" in text and "main" in text
@@ -462,7 +462,7 @@ def test_url_password_sent_as_header(repos: Repos, logs: Logs) -> None:
 
 
 def test_token_with_a_non_http_url_is_rejected(file_remote: Remote) -> None:
-    settings = Settings.model_validate({"source_url": file_remote.url(), "source_token": TOKEN})
+    settings = parse_settings({"source_url": file_remote.url(), "source_token": TOKEN})
     text = _config_error(fail(settings))
     assert "not an https:// URL" in text and TOKEN not in text
 
@@ -471,9 +471,7 @@ def test_gzipped_request_bodies(repos: Repos, server: GitServer) -> None:
     """Fetching every branch of a many-ref repo makes git gzip its request; the server must inflate it."""
     sha = git("rev-parse", "branch-00", cwd=repos.root / "many.git")
     start = len(server.requests)
-    settings = Settings.model_validate(
-        {"source_url": server.url("many.git"), "source_ref": sha[:9], "source_token": TOKEN}
-    )
+    settings = parse_settings({"source_url": server.url("many.git"), "source_ref": sha[:9], "source_token": TOKEN})
     with checked_out(settings) as source:
         assert source.commit == sha
     seen = _requests_since(server, start)
@@ -484,7 +482,7 @@ def test_gzipped_request_bodies(repos: Repos, server: GitServer) -> None:
 def test_host_without_filter_or_any_sha_support(repos: Repos) -> None:
     """A stricter host (no partial clone, no uploadpack.allowAnySHA1InWant) still serves a SHA, whole."""
     with serving(repos.root, TOKEN, allow_filter=False, allow_any_sha=False) as strict:
-        settings = Settings.model_validate(
+        settings = parse_settings(
             {
                 "source_url": strict.url("stacks.git"),
                 "source_ref": repos.commits["A"],

@@ -26,4 +26,4 @@ def test_every_command_has_help() -> None:
 
 def test_backends_lists_cloudformation_with_its_version() -> None:
     done = subprocess.run([sys.executable, "-m", "iac_runner", "backends"], capture_output=True, text=True, check=True)
-    assert "cloudformation" in done.stdout and "boto3" in done.stdout
+    assert "cloudformation" in done.stdout and "botocore" in done.stdout

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from iac_runner.backends.base import ChangeSummary, ResourceChange, StackFile
+from iac_runner.common import typed
 from iac_runner.common.errors import ConfigError, ExitCode
 from iac_runner.common.log import log
 from iac_runner.job.guard import Guard
@@ -192,5 +193,5 @@ def test_the_settings_and_the_stack_file() -> None:
         "Bucket",
     }
     assert Settings().allowed_replacements() == set()
-    stack_file = StackFile.model_validate({"allow_replace": ["a.*"], "protect": ["b"]})
-    assert (stack_file.allow_replace, stack_file.protect) == (["a.*"], ["b"])
+    stack_file = typed.build(StackFile, {"allow_replace": ["a.*"], "protect": ["b"]})
+    assert (stack_file.allow_replace, stack_file.protect) == (("a.*",), ("b",))

@@ -66,7 +66,7 @@ def test_stack_file(tmp_path: Path) -> None:
     assert load_stack_file(tmp_path).backend is None
     (tmp_path / "iac-runner.yaml").write_text("backend: cloudformation\nsecret_outputs: [a, b]\n")
     stack_file = load_stack_file(tmp_path)
-    assert stack_file.backend == "cloudformation" and stack_file.secret_outputs == ["a", "b"]
+    assert stack_file.backend == "cloudformation" and stack_file.secret_outputs == ("a", "b")
     (tmp_path / "iac-runner.yaml").write_text("backend: cloudformation\n\ntemplat: t.yaml\n")
     with pytest.raises(ConfigError, match="Unknown key 'templat'") as info:
         load_stack_file(tmp_path)
@@ -103,3 +103,52 @@ def test_assignments_and_secrets() -> None:
     assert secret_inputs_from_env({"IAC_RUNNER_SECRET_token": "t", "OTHER": "x"}) == {"token": "t"}
     with pytest.raises(ConfigError, match="'token'"):
         check_no_overlap({"token": 1}, {"token": "t"})
+
+
+@pytest.mark.parametrize(
+    ("env", "field", "value"),
+    [
+        ({"IAC_RUNNER_REFRESH": "yes"}, "refresh", True),
+        ({"IAC_RUNNER_REFRESH": "0"}, "refresh", False),
+        ({"IAC_RUNNER_TIMEOUT": " 60 "}, "timeout", 60),
+        ({"IAC_RUNNER_LOCK_TIMEOUT": "0"}, "lock_timeout", 0),
+        ({"IAC_RUNNER_LOG_FORMAT": "json"}, "log_format", "json"),
+        ({"IAC_RUNNER_STATE_URL": " s3://bucket/a "}, "state_url", "s3://bucket/a"),
+        ({"IAC_RUNNER_TOFU_BINARY": "terraform"}, "tofu_binary", "terraform"),
+    ],
+)
+def test_setting_values_are_read(env: dict[str, str], field: str, value: object) -> None:
+    assert getattr(load_settings({}, env), field) == value
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ({"timeout": 60.5}, "flag --timeout: Input should be a valid integer, got a number with a fractional part"),
+        ({"retries": 11}, "flag --retries: Input should be less than or equal to 10"),
+        ({"lock_timeout": -1}, "flag --lock-timeout: Input should be greater than or equal to 0"),
+        ({"refresh": "maybe"}, "flag --refresh: Input should be a valid boolean, unable to interpret input"),
+        ({"log_format": "JSON"}, "flag --log-format: Input should be 'text' or 'json' (got 'JSON')"),
+        ({"stack_name": 5}, "flag --stack-name: Input should be a valid string (got 5)"),
+    ],
+)
+def test_setting_problems_name_the_flag(values: dict[str, object], says: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(values, {})
+    assert says in info.value.summary
+
+
+def test_secret_settings_are_never_shown() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, {"IAC_RUNNER_SOURCE_TOKEN": 5, "IAC_RUNNER_TIMEOUT": "x"})  # type: ignore[dict-item]
+    assert "IAC_RUNNER_SOURCE_TOKEN" in info.value.render() and "(got 5)" not in info.value.render()
+    settings = load_settings({}, {"IAC_RUNNER_SOURCE_URL": "https://h/r.git", "IAC_RUNNER_SOURCE_TOKEN": "tok-123"})
+    assert "tok-123" not in repr(settings)
+    git = settings.git_source()
+    assert git is not None and git.token == "tok-123"
+
+
+def test_stack_file_list_item(tmp_path: Path) -> None:
+    (tmp_path / "iac-runner.yaml").write_text("backend: cloudformation\nprotect: [a, 1]\n")
+    with pytest.raises(ConfigError, match=r"Invalid value for 'protect.1' in iac-runner.yaml: Input should be a valid"):
+        load_stack_file(tmp_path)

@@ -1,7 +1,7 @@
-"""AWS CloudFormation through boto3: change sets for create and update, stack events as progress.
+"""AWS CloudFormation through botocore: change sets for create and update, stack events as progress.
 
 CloudFormation keeps its own state (the stack), so this backend needs no state URL. The same code runs against
-real AWS and moto: boto3 honours AWS_ENDPOINT_URL and the standard AWS_* variables.
+real AWS and moto: botocore honours AWS_ENDPOINT_URL and the standard AWS_* variables.
 
 An unchanged create takes a fast path: the deployed template carries a fingerprint of what was deployed
 (template.py), and when it matches, neither cfn-lint nor a change set is needed — on AWS a change set takes
@@ -11,7 +11,7 @@ change set it made but did not execute, and says what state the stack is in.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -89,11 +89,11 @@ class CloudFormationBackend(BackendDefaults):
 
     def engine_version(self) -> str:
         try:
-            import boto3
+            import botocore
             import cfnlint.version
         except ImportError as exc:  # pragma: no cover - both are dependencies of the package
             raise EngineUnavailable(f"{exc.name} is not installed") from None
-        return f"CloudFormation API (boto3 {boto3.__version__}, cfn-lint {cfnlint.version.__version__})"
+        return f"CloudFormation API (botocore {botocore.__version__}, cfn-lint {cfnlint.version.__version__})"
 
     def stack_name(self, ctx: StackContext) -> str:
         return sanitize(ctx.stack_name, allowed="a-zA-Z0-9-", max_length=128)
@@ -102,7 +102,7 @@ class CloudFormationBackend(BackendDefaults):
 
     def validate(self, ctx: StackContext) -> None:
         with ctx.events.phase("validate"):
-            _validated(ctx, load_template(ctx))
+            _validated(ctx, load_template(ctx), aws.region())
 
     def plan(self, ctx: StackContext) -> ChangeSummary:
         with _Run(ctx, self.stack_name(ctx)) as run:
@@ -126,11 +126,11 @@ class CloudFormationBackend(BackendDefaults):
             return run.drift()
 
 
-def _validated(ctx: StackContext, template: Template) -> Template:
-    """The template, once cfn-lint and the inputs have passed: before anything reaches AWS."""
+def _validated(ctx: StackContext, template: Template, region: str | None) -> Template:
+    """The template, once cfn-lint (for `region`) and the inputs have passed: before anything reaches AWS."""
     log.step("validating the template (cfn-lint) and the inputs")
     ctx.deadline.check("validating the template")
-    matches = lint(template, aws.region() or "us-east-1")
+    matches = lint(template, region or "us-east-1")
     for match in (m for m in matches if m.rule.id.startswith("W")):
         log.warning(f"{template.path.name}:{match.linenumber} {match.rule.id} {match.message}")
     errors = [m for m in matches if m.rule.id.startswith("E")]
@@ -160,9 +160,9 @@ class _Run:
         self.stack: dict[str, Any] | None = None
 
     def __enter__(self) -> _Run:
-        import boto3
+        import botocore
 
-        self.ctx.events.engine_version("CloudFormation API", f"boto3 {boto3.__version__}")
+        self.ctx.events.engine_version("CloudFormation API", f"botocore {botocore.__version__}")
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, _tb: Any) -> None:
@@ -173,7 +173,7 @@ class _Run:
 
     def plan(self) -> ChangeSummary:
         with self.ctx.events.phase("validate"):
-            template = _validated(self.ctx, load_template(self.ctx))
+            template = _validated(self.ctx, load_template(self.ctx), self.api.region)
         with self.ctx.events.phase("plan"):
             stack = self.settled()
             if stack is None or stack["StackStatus"] in (*FAILED_CREATE, REVIEW):
@@ -197,7 +197,7 @@ class _Run:
         if self._unchanged(template, stack):
             return
         with self.ctx.events.phase("validate"):
-            _validated(self.ctx, template)
+            _validated(self.ctx, template, self.api.region)
         if stack and stack["StackStatus"] in (*FAILED_CREATE, REVIEW):
             log.warning(f"stack {self.name} is in {stack['StackStatus']}: deleting it so it can be created again")
             self._delete(stack["StackId"])
@@ -237,7 +237,7 @@ class _Run:
         if stack is None or stack["StackStatus"] == REVIEW:
             raise EngineError(
                 f"Stack {self.name} does not exist, so it has no outputs.",
-                where=f"CloudFormation stack {self.name} in region {aws.region()}",
+                where=f"CloudFormation stack {self.name} in region {self.api.region}",
                 fix="Apply the stack first (ACTION=create / `iac-runner apply`).",
             )
         secret = set(self.ctx.stack_file.secret_outputs)
@@ -361,7 +361,7 @@ class _Run:
                 "creating a change set",
                 retry=False,
                 StackName=self.name,
-                ChangeSetName=f"iac-runner-{uuid.uuid4().hex[:12]}",
+                ChangeSetName=f"iac-runner-{os.urandom(6).hex()}",
                 ChangeSetType=kind,
                 TemplateBody=body,
                 Parameters=parameters(template, self.ctx),

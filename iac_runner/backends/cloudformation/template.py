@@ -11,16 +11,12 @@ fingerprint and every create takes the full path.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-
-import yaml
 
 from iac_runner.backends.base import StackContext
 from iac_runner.common import yamlfile
@@ -33,13 +29,6 @@ CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAN
 FINGERPRINT_KEY = "IacRunnerFingerprint"
 _PBKDF2_ROUNDS = 50_000
 _YAML_MARK = "\n# iac-runner: what was deployed, for the next unchanged create (no secret can be read back)\n"
-
-
-class _NoTagLoader(yaml.SafeLoader):
-    """Reads CloudFormation YAML for detection only: intrinsic function tags (!Ref, !Sub) become None."""
-
-
-_NoTagLoader.add_multi_constructor("!", lambda loader, suffix, node: None)
 
 
 @dataclass(frozen=True)
@@ -75,8 +64,8 @@ def find_template(folder: Path, configured: str | None) -> Path | None:
         path = folder / name
         if path.is_file():
             try:
-                data = yaml.load(read_text(path, "template"), Loader=_NoTagLoader)  # noqa: S506 - SafeLoader subclass
-            except (yaml.YAMLError, ConfigError):
+                data = yamlfile.parse(read_text(path, "template"), tags=False)
+            except (yamlfile.YamlError, ConfigError):
                 return path  # a broken template is still this backend's; validate says what is wrong
             if isinstance(data, dict) and "Resources" in data:
                 return path
@@ -96,12 +85,12 @@ def load_template(ctx: StackContext) -> Template:
         )
     body = read_text(path, "CloudFormation template")
     try:
-        data = yaml.load(body, Loader=_NoTagLoader)  # noqa: S506 - a SafeLoader subclass; JSON is YAML too
-    except yaml.YAMLError as exc:
-        line, reason = yamlfile.error_at(exc)
+        # Intrinsic function tags (!Ref, !Sub) read as None: the runner needs the template's shape, not their values.
+        data = yamlfile.parse(body, tags=False)  # JSON is YAML too
+    except yamlfile.YamlError as exc:
         raise ConfigError(
-            f"The CloudFormation template cannot be parsed: {reason}.",
-            where=f"{path}:{line}" if line else str(path),
+            f"The CloudFormation template cannot be parsed: {exc.reason}.",
+            where=f"{path}:{exc.line}" if exc.line else str(path),
             fix="Fix the template's syntax at that line.",
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
@@ -123,8 +112,8 @@ def load_template(ctx: StackContext) -> Template:
 def read_declared(path: Path) -> dict[str, Any] | None:
     """The template's data without cfn-lint (for `definition validate`), or None when it cannot be read."""
     try:
-        data = yaml.load(read_text(path, "template"), Loader=_NoTagLoader)  # noqa: S506 - a SafeLoader subclass
-    except (yaml.YAMLError, ConfigError):
+        data = yamlfile.parse(read_text(path, "template"), tags=False)
+    except (yamlfile.YamlError, ConfigError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -167,7 +156,9 @@ def parameters(template: Template, ctx: StackContext) -> list[dict[str, str]]:
     listing = ", ".join(f"{name} ({spec.get('Type', '?')})" for name, spec in declared.items()) or "none"
     unknown = [name for name in ctx.all_inputs if name not in declared]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], list(declared), n=1)
+        from difflib import get_close_matches  # for this message only
+
+        close = get_close_matches(unknown[0], list(declared), n=1)
         raise ConfigError(
             f"Input {unknown[0]!r} is not a parameter of the template"
             + (f" (did you mean {close[0]!r}?)." if close else "."),
@@ -235,6 +226,8 @@ def unprovable(template: Template) -> str | None:
 def fingerprint(template: Template, params: list[dict[str, str]], stack_name: str, tags: list[Any]) -> str:
     """What a create would deploy, as a digest: every parameter (the template's defaults for those not given),
     tags and capabilities over the template's own text. Secret parameters go through a slow salted hash first."""
+    import hashlib  # here, not at the top: detection imports this module for any stack, and needs no OpenSSL
+
     given = {p["ParameterKey"]: p["ParameterValue"] for p in params}
     plain: dict[str, Any] = {}
     secret: dict[str, str] = {}

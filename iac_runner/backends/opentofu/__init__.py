@@ -166,7 +166,7 @@ class _Tofu:
         self.state_where = "the stack's state backend"
 
     def __enter__(self) -> _Tofu:
-        write_atomic(self.commands.var_file, json.dumps(dict(self.ctx.inputs), indent=2), mode=0o600)
+        write_atomic(self.commands.var_file, json.dumps(dict(self.ctx.inputs), indent=2), 0o600, durable=False)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -454,9 +454,11 @@ class _Tofu:
         kind, settings = backend_settings(self.ctx.state_url or "", self.ctx.stack_name, self.env)
         if kind == "local":
             _private_state(Path(settings["path"]).parent, self.ctx.state_url or "")
-        write_atomic(self.ctx.folder / config.OVERRIDE_FILE, f'terraform {{\n  backend "{kind}" {{}}\n}}\n')
+        override = f'terraform {{\n  backend "{kind}" {{}}\n}}\n'
+        write_atomic(self.ctx.folder / config.OVERRIDE_FILE, override, durable=False)
         backend_file = self.work / "backend.tfbackend"
-        write_atomic(backend_file, "".join(f"{k} = {config.hcl_value(v)}\n" for k, v in settings.items()), mode=0o600)
+        lines = "".join(f"{k} = {config.hcl_value(v)}\n" for k, v in settings.items())
+        write_atomic(backend_file, lines, 0o600, durable=False)
         where = f"s3://{settings['bucket']}/{settings['key']}" if kind == "s3" else settings["path"]
         self.state_where = f"{kind} backend at {where}"
         log.info(f"state: {self.state_where}")

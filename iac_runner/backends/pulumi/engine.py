@@ -11,7 +11,6 @@ itself, the same way for every pairing: the project's virtualenv, activated in t
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import os
 import re
@@ -142,6 +141,8 @@ def virtualenv(folder: Path, venv: Path, run: Runner) -> Path:
     target = venv if venv.is_absolute() else folder / venv
     if (target / "bin" / "python").exists():
         return target
+    import hashlib  # here: detection imports this module for any stack, and needs no OpenSSL (~3 ms)
+
     digest = hashlib.sha256(requirements.read_bytes() if requirements.is_file() else b"").hexdigest()[:16]
     venvs = paths.writable(paths.cache_home() / "venvs", "virtualenv cache")
     cached = venvs / f"{digest}-py{sys.version_info.major}{sys.version_info.minor}"

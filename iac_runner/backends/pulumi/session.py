@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from iac_runner.backends.base import ChangeSummary, Drift, DriftedResource, Output, ResourceChange, StackContext
 from iac_runner.backends.pulumi import engine
 from iac_runner.backends.pulumi.errors import Scene, classify, provider_message
@@ -292,7 +290,7 @@ class Session:
             config[self._key(key)] = value
         for key in self.ctx.secret_inputs:
             config.pop(self._key(key), None)
-        write_atomic(path, yaml.safe_dump(settings, sort_keys=False))
+        write_atomic(path, yamlfile.dump(settings), durable=False)
         for key, value in self.ctx.secret_inputs.items():
             text = value if isinstance(value, str) else json.dumps(value)
             self._run(
