@@ -20,16 +20,13 @@ from tests.helpers import (
     Result,
     base_env,
     check_report,
-    isolate,
     run_cli,
     s3_client,
     s3_example,
     ssm_client,
     unique,
 )
-from tests.helpers.pulumi import PASSPHRASE
 
-SECRETS = {"apiToken": SENTINEL}
 #: The two resources as each engine names them, and the bucket's tags attribute.
 NAMES = {
     "opentofu": ("aws_s3_bucket.this", "aws_ssm_parameter.token", "tags"),
@@ -45,18 +42,10 @@ def test_drift_behind_the_runners_back_is_found_named_and_put_back(
 ) -> None:
     s3, ssm = s3_client(aws), ssm_client(aws)
     name = unique(f"drift-{backend}")
-    state = isolate(
-        container,
-        tmp_path,
-        **aws,
-        PULUMI_CONFIG_PASSPHRASE=PASSPHRASE,
-        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
-        IAC_RUNNER_SOURCE_PATH=f"stacks/s3-bucket/{backend}",
-        IAC_RUNNER_STACK_NAME=name,
-    )
-    s3_example.assert_created(container.run("create", s3_example.INPUTS, secrets=SECRETS), s3, ssm)
+    state = s3_example.from_repo(container, tmp_path, stacks_repo, backend, name, **aws)
+    s3_example.assert_created(container.run("create", s3_example.INPUTS, secrets=s3_example.SECRETS), s3, ssm)
 
-    in_sync = container.run("drift", s3_example.INPUTS, secrets=SECRETS)
+    in_sync = container.run("drift", s3_example.INPUTS, secrets=s3_example.SECRETS)
     _assert_in_sync(in_sync)
     assert "refresh" in [p["name"] for p in in_sync.report["phases"]]
 
@@ -67,7 +56,7 @@ def test_drift_behind_the_runners_back_is_found_named_and_put_back(
     )
     ssm.delete_parameter(Name=s3_example.PARAMETER)
 
-    drifted = container.run("drift", s3_example.INPUTS, secrets=SECRETS)
+    drifted = container.run("drift", s3_example.INPUTS, secrets=s3_example.SECRETS)
     assert drifted.returncode == 4, drifted.log
     bucket, token, tags = NAMES[backend]
     report = drifted.report
@@ -95,13 +84,13 @@ def test_drift_behind_the_runners_back_is_found_named_and_put_back(
     check_report(json.loads(printed.stdout), "drift")
     assert json.loads(printed.stdout) == report["drift"]
 
-    put_back = container.run("create", s3_example.INPUTS, secrets=SECRETS, env=PUT_BACK[backend])
+    put_back = container.run("create", s3_example.INPUTS, secrets=s3_example.SECRETS, env=PUT_BACK[backend])
     put_back.assert_ok()
     assert s3_example.tags(s3)["environment"] == "development"
     assert ssm.get_parameter(Name=s3_example.PARAMETER, WithDecryption=True)["Parameter"]["Value"] == SENTINEL
-    _assert_in_sync(container.run("drift", s3_example.INPUTS, secrets=SECRETS))
+    _assert_in_sync(container.run("drift", s3_example.INPUTS, secrets=s3_example.SECRETS))
 
-    container.run("destroy", s3_example.INPUTS, secrets=SECRETS).assert_ok()
+    container.run("destroy", s3_example.INPUTS, secrets=s3_example.SECRETS).assert_ok()
 
 
 def _assert_in_sync(result: Result) -> None:

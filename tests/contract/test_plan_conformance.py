@@ -14,22 +14,18 @@ import pytest
 
 from iac_runner import backends
 from tests.helpers import (
-    SENTINEL,
     STACKS,
     Container,
     base_env,
     check_report,
-    isolate,
     run_cli,
     s3_client,
     s3_example,
     ssm_client,
     unique,
 )
-from tests.helpers.pulumi import PASSPHRASE
 
 BACKENDS = backends.builtins()
-SECRETS = {"apiToken": SENTINEL}
 #: The bucket as each engine names it, and the attribute that forces its replacement when renamed.
 BUCKET = {
     "opentofu": ("aws_s3_bucket.this", "aws_s3_bucket", "bucket"),
@@ -57,17 +53,9 @@ def test_plan_shows_the_same_changes_on_every_backend(
 ) -> None:
     s3, ssm = s3_client(aws), ssm_client(aws)
     name = unique(f"plan-{backend}")
-    state = isolate(
-        container,
-        tmp_path,
-        **aws,
-        PULUMI_CONFIG_PASSPHRASE=PASSPHRASE,
-        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
-        IAC_RUNNER_SOURCE_PATH=f"stacks/s3-bucket/{backend}",
-        IAC_RUNNER_STACK_NAME=name,
-    )
+    state = s3_example.from_repo(container, tmp_path, stacks_repo, backend, name, **aws)
 
-    created = container.run("create", s3_example.INPUTS, secrets=SECRETS)
+    created = container.run("create", s3_example.INPUTS, secrets=s3_example.SECRETS)
     s3_example.assert_created(created, s3, ssm, "String" if backend == "cloudformation" else "SecureString")
     report = created.report
     assert (report["action"], report["backend"], report["stack"]) == ("create", backend, name)
@@ -87,7 +75,7 @@ def test_plan_shows_the_same_changes_on_every_backend(
 
     # A changed input: the bucket's tags change, in place, on every engine.
     changed = {**s3_example.INPUTS, "environment": "production"}
-    planned = container.run("plan", changed, secrets=SECRETS, files={"outputs.json": PREVIOUS})
+    planned = container.run("plan", changed, secrets=s3_example.SECRETS, files={"outputs.json": PREVIOUS})
     planned.assert_ok()
     assert planned.read("values") == PREVIOUS, "a plan writes no output files"
     assert not planned.files["secrets"].exists()
@@ -117,7 +105,7 @@ def test_plan_shows_the_same_changes_on_every_backend(
     assert json.loads(printed.stdout) == report["changes"]
 
     # A renamed bucket: a replacement, with the engine's reason and the attribute that forces it.
-    renamed = container.run("plan", {**s3_example.INPUTS, "bucket": "renamed-bucket"}, secrets=SECRETS)
+    renamed = container.run("plan", {**s3_example.INPUTS, "bucket": "renamed-bucket"}, secrets=s3_example.SECRETS)
     renamed.assert_ok()
     changes = renamed.report["changes"]
     bucket = _only(changes["resources"], address)
@@ -129,7 +117,7 @@ def test_plan_shows_the_same_changes_on_every_backend(
     assert renamed.report["guard"]["status"] == "refused"
     assert s3_example.BUCKET in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
-    destroyed = container.run("destroy", s3_example.INPUTS, secrets=SECRETS)
+    destroyed = container.run("destroy", s3_example.INPUTS, secrets=s3_example.SECRETS)
     s3_example.assert_destroyed(destroyed, s3, ssm)
     report = destroyed.report
     assert "destroy" in [p["name"] for p in report["phases"]]
@@ -145,4 +133,4 @@ def _only(resources: list[dict[str, Any]], address: str) -> dict[str, Any]:
 def _local_env(container_env: dict[str, str]) -> dict[str, str]:
     """The container's environment for a local run: the engines' and AWS's settings, no IAC_RUNNER_SOURCE_*."""
     kept = {k: v for k, v in container_env.items() if not k.startswith("IAC_RUNNER_") or k == "IAC_RUNNER_STATE_URL"}
-    return base_env({**kept, **{f"IAC_RUNNER_SECRET_{k}": v for k, v in SECRETS.items()}})
+    return base_env({**kept, **{f"IAC_RUNNER_SECRET_{k}": v for k, v in s3_example.SECRETS.items()}})

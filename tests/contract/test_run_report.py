@@ -19,7 +19,6 @@ from tests.helpers.pulumi import SLOW_PY, isolate_pulumi, program
 from tests.helpers.running import start
 from tests.helpers.tofu import SLOW_TF, SMALL_TF, stack_files
 
-SECRETS = {"apiToken": SENTINEL}
 CLOUDFORMATION = stack_files(STACKS / "s3-bucket" / "cloudformation")
 
 
@@ -69,15 +68,8 @@ def test_a_failing_create_reports_the_resource_and_the_engines_diagnostics(
     backend: str, container: Container, aws: dict[str, str], stacks_repo: Path, tmp_path: Path
 ) -> None:
     ssm_client(aws).put_parameter(Name=s3_example.PARAMETER, Value="theirs", Type="String", Description="theirs")
-    isolate_pulumi(
-        container,
-        tmp_path,
-        **aws,
-        IAC_RUNNER_SOURCE_URL=stacks_repo.as_uri(),
-        IAC_RUNNER_SOURCE_PATH=f"stacks/s3-bucket/{backend}",
-        IAC_RUNNER_STACK_NAME=unique(f"taken-{backend}"),
-    )
-    report = _failed(container.run("create", s3_example.INPUTS, secrets=SECRETS), 1)
+    s3_example.from_repo(container, tmp_path, stacks_repo, backend, unique(f"taken-{backend}"), **aws)
+    report = _failed(container.run("create", s3_example.INPUTS, secrets=s3_example.SECRETS), 1)
     assert report["phases"][-1] == {**report["phases"][-1], "name": "apply", "result": "failed"}
     assert report["changes"]["add"] >= 2
     error = report["error"]
@@ -102,7 +94,7 @@ def _slow(backend: str, container: Container, aws: dict[str, str], tmp_path: Pat
         return {"files": {"main.tf": SLOW_TF}, "inputs": {"seconds": 60}}
     if backend == "pulumi":
         return {"files": program(SLOW_PY), "inputs": {"seconds": 60}}
-    return {"files": CLOUDFORMATION, "inputs": s3_example.INPUTS, "secrets": SECRETS}
+    return {"files": CLOUDFORMATION, "inputs": s3_example.INPUTS, "secrets": s3_example.SECRETS}
 
 
 #: Seconds each create gets: enough to start changing something on a busy machine, far short of the minute.

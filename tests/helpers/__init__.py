@@ -5,6 +5,7 @@ git repositories; moto's clients; unique names."""
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import shutil
@@ -254,3 +255,8 @@ def ssm_client(aws: Mapping[str, str]) -> Any:
 
 def cfn_client(aws: Mapping[str, str]) -> Any:
     return aws_client("cloudformation", aws)
+
+
+def log_messages(stream: io.StringIO) -> list[str]:
+    """The messages of a log written as JSON lines (the unit tests' `logged` fixture)."""
+    return [json.loads(line)["message"] for line in stream.getvalue().splitlines()]

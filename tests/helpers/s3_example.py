@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from tests.helpers import SENTINEL, Result
+from tests.helpers import SENTINEL, Container, Result, isolate
+from tests.helpers.pulumi import PASSPHRASE
 
 BUCKET = "contract-bucket"
+SECRETS = {"apiToken": SENTINEL}
 INPUTS = {"bucket": BUCKET, "environment": "development", "versioning": True}
 PARAMETER = f"/iac-runner/{BUCKET}/api-token"
+
+
+def from_repo(container: Container, tmp_path: Path, repo: Path, backend: str, name: str, **env: str) -> Path:
+    """The job runs `backend`'s s3-bucket stack checked out of `repo` (private temp dir, file:// state under
+    tmp_path unless `env` names another, the pulumi passphrase); returns the state dir."""
+    source = {"IAC_RUNNER_SOURCE_URL": repo.as_uri(), "IAC_RUNNER_SOURCE_PATH": f"stacks/s3-bucket/{backend}"}
+    return isolate(
+        container, tmp_path, PULUMI_CONFIG_PASSPHRASE=PASSPHRASE, IAC_RUNNER_STACK_NAME=name, **source, **env
+    )
 
 
 def assert_created(created: Result, s3: Any, ssm: Any, parameter_type: str = "SecureString") -> None:

@@ -28,7 +28,6 @@ from botocore.stub import ANY, Stubber
 from iac_runner.backends import cloudformation
 from iac_runner.backends.base import Drift, DriftedResource, Output, StackContext
 from iac_runner.common.errors import ConfigError, EngineError, ExitCode, RunnerError, RunTimeout
-from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
 from iac_runner.job.report import RunReport
 from iac_runner.job.settings import load_stack_file
@@ -373,16 +372,10 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[Api]:
 
 
 @pytest.fixture
-def logged() -> Iterator[io.StringIO]:
-    """The run's log as JSON lines; the secret input must never appear in it."""
-    previous = (log.format, log.debug_enabled, log._stream)
-    stream = io.StringIO()
-    log.configure("json", stream=stream)
-    try:
-        yield stream
-    finally:
-        log.configure(previous[0], debug=previous[1], stream=previous[2])
-    assert TOKEN not in stream.getvalue()
+def logged(logged: io.StringIO) -> Iterator[io.StringIO]:
+    """The run's log; the secret input must never appear in it."""
+    yield logged
+    assert TOKEN not in logged.getvalue()
 
 
 @pytest.fixture

@@ -4,17 +4,15 @@ glob, `all`), what `protect:` keeps even from `all`, unfinished creates, and wha
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import Iterator
 
 import pytest
 
 from iac_runner.backends.base import ChangeSummary, ResourceChange, StackFile
 from iac_runner.common import typed
 from iac_runner.common.errors import ConfigError, ExitCode
-from iac_runner.common.log import log
 from iac_runner.job.guard import Guard
 from iac_runner.job.settings import Settings
+from tests.helpers import log_messages
 
 BUCKET = ResourceChange("aws_s3_bucket.this", "replace", "aws_s3_bucket", "cannot update", ("bucket",))
 PARAMETER = ResourceChange("aws_ssm_parameter.token", "replace", "aws_ssm_parameter", "cannot update", ("name",))
@@ -22,21 +20,6 @@ DB = ResourceChange("module.db.aws_db_instance.main", "remove", "aws_db_instance
 ADDED = ResourceChange("aws_s3_bucket.logs", "add", "aws_s3_bucket")
 CHANGED = ResourceChange("aws_s3_bucket_versioning.this", "change", "aws_s3_bucket_versioning")
 TAINTED = ResourceChange("aws_instance.web", "replace", "aws_instance", "tainted", (), unfinished=True)
-
-
-@pytest.fixture
-def logged() -> Iterator[io.StringIO]:
-    previous = (log.format, log.debug_enabled, log._stream)
-    stream = io.StringIO()
-    log.configure("json", stream=stream)
-    try:
-        yield stream
-    finally:
-        log.configure(previous[0], debug=previous[1], stream=previous[2])
-
-
-def messages(stream: io.StringIO) -> list[str]:
-    return [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
 
 
 def plan(*changes: ResourceChange) -> ChangeSummary:
@@ -93,7 +76,7 @@ def test_allowed_by_address(logged: io.StringIO) -> None:
         {"address": "aws_s3_bucket.this", "action": "replace"},
         {"address": "aws_ssm_parameter.token", "action": "replace"},
     ]
-    assert messages(logged) == [
+    assert log_messages(logged) == [
         "replacement guard: aws_s3_bucket.this (replace: bucket forces it) goes ahead, it is allowed",
         "replacement guard: aws_ssm_parameter.token (replace: name forces it) goes ahead, it is allowed",
     ]
@@ -169,7 +152,7 @@ def test_an_unfinished_create_is_replaced_without_asking(logged: io.StringIO) ->
     guard = Guard()
     guard(plan(TAINTED))
     assert guard.decision is not None and guard.decision["status"] == "passed"
-    assert messages(logged) == ["replacement guard: aws_instance.web never finished its create (tainted): replaced"]
+    assert log_messages(logged) == ["replacement guard: aws_instance.web never finished its create (tainted): replaced"]
 
 
 def test_an_unfinished_create_that_is_protected_is_still_refused() -> None:
@@ -180,7 +163,7 @@ def test_an_unfinished_create_that_is_protected_is_still_refused() -> None:
 def test_preview_refuses_nothing_and_says_what_a_create_would_refuse(logged: io.StringIO) -> None:
     guard = Guard(allowed={"aws_ssm_parameter.token"}, protected={"module.db.*"})
     guard.preview(plan(BUCKET, PARAMETER, DB, ADDED))
-    assert messages(logged)[-2:] == [
+    assert log_messages(logged)[-2:] == [
         "replacement guard: a create would refuse aws_s3_bucket.this (replace: bucket forces it) (not allowed)",
         "replacement guard: a create would refuse module.db.aws_db_instance.main (remove) (protected)",
     ]

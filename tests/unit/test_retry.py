@@ -4,31 +4,14 @@ the deadline; and which engine and git messages count as transient."""
 from __future__ import annotations
 
 import io
-import json
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from iac_runner.common.errors import ConfigError, EngineError, RunnerError
-from iac_runner.common.log import log
 from iac_runner.common.process import Deadline
 from iac_runner.common.retry import Retry, transient_reason
-
-
-@pytest.fixture
-def logged() -> Iterator[io.StringIO]:
-    previous = (log.format, log.debug_enabled, log._stream)
-    stream = io.StringIO()
-    log.configure("json", stream=stream)
-    try:
-        yield stream
-    finally:
-        log.configure(previous[0], debug=previous[1], stream=previous[2])
-
-
-def messages(stream: io.StringIO) -> list[str]:
-    return [json.loads(line)["message"] for line in stream.getvalue().splitlines()]
+from tests.helpers import log_messages
 
 
 class Flaky:
@@ -65,7 +48,7 @@ def test_two_failures_then_success_with_each_retry_logged(logged: io.StringIO) -
     flaky = Flaky(2)
     assert quick(2).run(flaky, "git ls-remote") == "done"
     assert flaky.calls == 3
-    lines = messages(logged)
+    lines = log_messages(logged)
     assert len(lines) == 2
     for number, line in enumerate(lines, 1):
         assert line.startswith(f"git ls-remote failed with a network error (connection reset): retry {number} of 2 in ")
@@ -78,14 +61,14 @@ def test_the_bound_holds_and_the_last_error_is_raised(logged: io.StringIO) -> No
         quick(3).run(flaky, "reading the stack")
     assert flaky.calls == 4, "one attempt and three retries"
     assert raised.value.summary == "attempt 4 failed"
-    assert len(messages(logged)) == 3
+    assert len(log_messages(logged)) == 3
 
 
 def test_no_retries_means_one_attempt(logged: io.StringIO) -> None:
     flaky = Flaky(1)
     with pytest.raises(EngineError):
         quick(0).run(flaky, "tofu init")
-    assert flaky.calls == 1 and messages(logged) == []
+    assert flaky.calls == 1 and log_messages(logged) == []
 
 
 @pytest.mark.parametrize(
@@ -105,7 +88,7 @@ def test_what_a_retry_cannot_fix_is_never_retried(error: RunnerError, logged: io
 
     with pytest.raises(RunnerError) as raised:
         quick(5).run(attempt, "tofu plan")
-    assert raised.value is error and len(calls) == 1 and messages(logged) == []
+    assert raised.value is error and len(calls) == 1 and log_messages(logged) == []
 
 
 def test_other_exceptions_pass_through_untouched() -> None:
@@ -129,7 +112,7 @@ def test_no_retry_when_its_wait_would_pass_the_deadline(logged: io.StringIO) -> 
     assert time.monotonic() - started < 0.3
     assert flaky.calls == 2
     assert raised.value.summary == "attempt 2 failed"
-    first, second = messages(logged)
+    first, second = log_messages(logged)
     assert "retry 1 of 5" in first
     assert second.startswith("pulumi preview failed with a network error (connection reset): no retry, the time limit")
 
@@ -139,7 +122,7 @@ def test_a_deadline_already_past_allows_no_retry(logged: io.StringIO) -> None:
     with pytest.raises(EngineError):
         Retry(2, Deadline(0)).run(flaky, "tofu init")
     assert flaky.calls == 1
-    assert "no retry, the time limit is 0.0 s away" in messages(logged)[0]
+    assert "no retry, the time limit is 0.0 s away" in log_messages(logged)[0]
 
 
 @pytest.mark.parametrize(

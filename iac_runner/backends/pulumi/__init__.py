@@ -8,7 +8,9 @@ words.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from iac_runner.backends.base import (
     BackendDefaults,
@@ -31,6 +33,8 @@ from iac_runner.backends.pulumi.project import (
 from iac_runner.backends.pulumi.session import Gone, Session, stack_name
 from iac_runner.common.errors import ConfigError, EngineError
 from iac_runner.common.log import log
+
+T = TypeVar("T")
 
 
 class PulumiBackend(BackendDefaults):
@@ -103,24 +107,22 @@ class PulumiBackend(BackendDefaults):
             log.info("the stack does not exist: nothing to destroy")
 
     def outputs(self, ctx: StackContext) -> list[Output]:
-        try:
-            with Session(ctx, create=False) as session:
-                return session.outputs()
-        except Gone:
-            raise EngineError(
-                f"Stack {ctx.stack_name} does not exist, so it has no outputs.",
-                fix="Apply the stack first (ACTION=create / `iac-runner apply`).",
-            ) from None
+        return _existing(ctx, "it has no outputs", Session.outputs)
 
     def drift(self, ctx: StackContext) -> Drift:
-        try:
-            with Session(ctx, create=False) as session:
-                return session.drift()
-        except Gone:
-            raise EngineError(
-                f"Stack {ctx.stack_name} does not exist, so it cannot drift.",
-                fix="Apply the stack first (ACTION=create / `iac-runner apply`).",
-            ) from None
+        return _existing(ctx, "it cannot drift", Session.drift)
 
 
 BACKEND = PulumiBackend()
+
+
+def _existing(ctx: StackContext, consequence: str, read: Callable[[Session], T]) -> T:
+    """`read` of a stack that must exist already (a read-only verb never creates one)."""
+    try:
+        with Session(ctx, create=False) as session:
+            return read(session)
+    except Gone:
+        raise EngineError(
+            f"Stack {ctx.stack_name} does not exist, so {consequence}.",
+            fix="Apply the stack first (ACTION=create / `iac-runner apply`).",
+        ) from None
