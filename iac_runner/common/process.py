@@ -380,33 +380,6 @@ class TrackedPopen(subprocess.Popen[bytes]):
             _WATCHDOG.release(self)
 
 
-# The watchdog's program: it reads "+pgid" / "-pgid" lines; at end of input (the runner exited or was killed:
-# the kernel closes the pipe either way) it gives each engine still running the grace period to stop on the
-# SIGINT its parent-death signal brought, then kills whatever is left of the engines' process groups.
-_WATCHDOG_CODE = """
-import os, signal, sys, time
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-groups = set()
-for line in sys.stdin:
-    (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
-def running(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-deadline = time.monotonic() + float(sys.argv[1])
-while any(running(pid) for pid in groups) and time.monotonic() < deadline:
-    time.sleep(0.2)
-for pgid in groups:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except OSError:
-        pass
-"""
-
-
 class _Watchdog:
     """The runner's side of the watchdog: started with the first engine (Linux), told of each engine's group."""
 
@@ -429,7 +402,7 @@ class _Watchdog:
             try:
                 if self._proc is None:
                     self._proc = subprocess.Popen(
-                        [sys.executable, "-I", "-S", "-c", _WATCHDOG_CODE, str(GRACE_SECONDS)],
+                        [sys.executable, "-I", "-S", str(Path(__file__).with_name("watchdog.py")), str(GRACE_SECONDS)],
                         stdin=subprocess.PIPE,
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
