@@ -42,6 +42,9 @@ RUN --mount=type=cache,target=/root/.cache --mount=type=cache,target=/go/pkg/mod
 # ---- runner: the project with its `pulumi` extra (the Automation API, pinned to the CLI above) in a venv.
 # First exactly the locked dependencies (a layer that a code change does not touch), then the project.
 FROM ${PYTHON_IMAGE} AS runner
+# binutils' strip, for the compiled extensions (image/install-runner.sh trims the venv); this stage only.
+RUN --mount=type=bind,source=image/install-system-packages.sh,target=/tmp/image/install-system-packages.sh \
+    /tmp/image/install-system-packages.sh binutils
 WORKDIR /src
 COPY image/requirements.txt image/install-runner.sh image/with-build-cas.sh image/
 RUN --mount=type=cache,target=/root/.cache/pip --mount=type=secret,id=build-cas \

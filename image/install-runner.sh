@@ -63,14 +63,23 @@ install_locked() {
 # What the runner never uses at run time: the build tools of its own venv (pip stays: Pulumi's Python language
 # host runs `python -m pip list` to find a program's plugins); debugpy, which the Pulumi SDK requires only so that
 # a language host can attach a debugger (`pulumi up --attach-debugger`, never done by a Job; nothing imports it
-# otherwise: ~25 MB); and the test suites that packages ship inside themselves (`tests` folders below a
-# package's top, with their bytecode: ~45 MB, most of it sympy's and networkx's, which cfn-lint brings).
+# otherwise: ~25 MB); the test suites and benchmarks that packages ship inside themselves (`tests` and
+# `benchmarks` folders below a package's top, with their bytecode: ~47 MB, most of it sympy's and networkx's,
+# which cfn-lint brings); type stubs (`.pyi`, read by type checkers only); and the symbol tables of the compiled
+# extensions (`strip --strip-unneeded` keeps what the dynamic loader needs: ~4.5 MB, most of it PyYAML's and
+# regex's, whose wheels ship them unstripped). Without `strip` (binutils) on PATH the extensions stay as they are.
 trim() {
     local venv=$1 before site
     before=$(du -sm -- "$venv" | cut -f 1)
     site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     "$venv/bin/python" -m pip uninstall --quiet --yes setuptools wheel debugpy 2>/dev/null || true
-    find "$site" -mindepth 2 -type d -name tests -prune -exec rm -rf -- {} +
+    find "$site" -mindepth 2 -type d \( -name tests -o -name benchmarks \) -prune -exec rm -rf -- {} +
+    find "$site" -name '*.pyi' -type f -delete
+    if command -v strip >/dev/null; then
+        find "$site" -name '*.so' -type f -exec strip --strip-unneeded -- {} +
+    else
+        log "no strip on PATH (binutils): the compiled extensions keep their symbol tables"
+    fi
     log "trimmed the venv: ${before} MB -> $(du -sm -- "$venv" | cut -f 1) MB"
 }
 
