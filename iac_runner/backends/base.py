@@ -185,6 +185,9 @@ class Backend(Protocol):
     #: Glob patterns of the stack's companion files (its own tfvars, backend, stack config) that the driver's
     #: `files` input writes into SCRIPTS_DIRECTORY; they join the stack folder in every layout.
     companions: tuple[str, ...]
+    #: The engine's machine-level settings (its CLI config, plugin cache, home) that a job run on this machine
+    #: inherits, as the image sets them for the Container Driver's job (`driver emulate` passes them on).
+    host_variables: tuple[str, ...]
 
     def detect(self, folder: Path) -> str | None:
         """The file that marks `folder` as this backend's stack, or None."""
@@ -244,6 +247,7 @@ class BackendDefaults:
     """The defaults of the protocol's optional members (what a stateful engine with no special needs wants)."""
 
     companions: tuple[str, ...] = ()
+    host_variables: tuple[str, ...] = ()
 
     def needs_state(self, folder: Path | None) -> bool:
         return True

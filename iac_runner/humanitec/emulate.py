@@ -58,11 +58,11 @@ from iac_runner.job.source import SourceError, stack_folder
 DriverAction = Literal["create", "destroy"]
 INPUTS_FILE = "resource-inputs.json"
 CONTRACT_FILES = contract.FILES
-# What a local process needs of this machine to run at all; everything else the job gets from the definition.
+# What a local process needs of this machine to run at all (with each engine's own: Backend.host_variables);
+# everything else the job gets from the definition.
 HOST_VARIABLES = (
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "NO_COLOR", "TZ", "TMPDIR",
     "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "PYTHONPATH",
-    "TF_CLI_CONFIG_FILE", "TF_PLUGIN_CACHE_DIR", "PULUMI_HOME", "PULUMI_SKIP_UPDATE_CHECK",
     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
     "http_proxy", "https_proxy", "no_proxy",
 )  # fmt: skip
@@ -553,6 +553,10 @@ def _is_runner(job: Job) -> bool:
     return not job.command or Path(job.command[0]).name == "iac-runner"
 
 
+def _host_variables() -> set[str]:
+    return {*HOST_VARIABLES, *(name for b in backends.names() for name in backends.get(b).host_variables)}
+
+
 def _run(
     job: Job,
     origin: _Origin,
@@ -568,7 +572,7 @@ def _run(
         env = {**os.environ, **job_env}
     else:
         argv = _local_argv(job, scripts)
-        env = {**{k: os.environ[k] for k in HOST_VARIABLES if k in os.environ}, **job_env}
+        env = {**{k: os.environ[k] for k in _host_variables() if k in os.environ}, **job_env}
         _check_command(job, origin, argv[0], scripts, env.get("PATH", ""))
     names = ", ".join(sorted(k for k in job_env if k not in CONTRACT_FILES))
     log.step(f"job: {' '.join(argv[:8])}{' ...' if len(argv) > 8 else ''}")

@@ -63,6 +63,7 @@ class OpenTofuBackend(BackendDefaults):
         "backend.tf",
         "backend.tf.json",
     )
+    host_variables = ("TF_CLI_CONFIG_FILE", "TF_PLUGIN_CACHE_DIR")
 
     def detect(self, folder: Path) -> str | None:
         found = config.sources(folder)

@@ -40,6 +40,7 @@ T = TypeVar("T")
 class PulumiBackend(BackendDefaults):
     name = "pulumi"
     companions = ("Pulumi.*.yaml", "Pulumi.*.yml")
+    host_variables = ("PULUMI_HOME", "PULUMI_SKIP_UPDATE_CHECK")
 
     def detect(self, folder: Path) -> str | None:
         return project_file(folder)
