@@ -62,14 +62,14 @@ def bench_cloudformation(bench: Bench) -> None:
     family = Family("s3-bucket")
     stack = family.folder("cloudformation")
     inputs = {**family.inputs, "bucket": "bench-cfn"}
-    runner = bench.runner("apply", stack, STACK_NAME, inputs, family.secrets)
+    runner = bench.runner("apply", stack, STACK_NAME, inputs, family.secrets, backend="cloudformation")
     runner.run()  # creates the stack; what is measured is the unchanged create after it
     parameters = {"BENCH_PARAMETERS": json.dumps(_parameters(family, {**inputs, "bucket": "bench-cfn-bare"}))}
     bench.bare_python(CREATE, [BARE_STACK_NAME, str(stack / "template.yaml")], parameters).run()
     bare = bench.bare_python(BARE, [BARE_STACK_NAME, str(stack / "template.yaml")], parameters)
     runner_time, bare_time = alternate(runner.run, bare.run)
     runner_calls, bare_calls = (count(side, bench.api) for side in (runner, bare))
-    validate = bench.runner("validate", stack, STACK_NAME, inputs, family.secrets)
+    validate = bench.runner("validate", stack, STACK_NAME, inputs, family.secrets, backend="cloudformation")
     (validate_time,) = alternate(validate.run)
 
     report = bench.report

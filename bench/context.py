@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,19 +87,28 @@ class Bench:
         inputs: Mapping[str, Any],
         secrets: Mapping[str, str],
         *,
+        backend: str,
         state_url: str | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Command:
         """`iac-runner ACTION STACK` as the driver's job would run it: inputs from a file, secret inputs from the
-        environment, outputs written to files."""
+        environment, outputs written to files, the backend named as the rendered definitions name it
+        (IAC_RUNNER_BACKEND; `detecting` drops it)."""
         out = self.folder(f"out-{name}")
         inputs_file = out / "inputs.json"
         inputs_file.write_text(json.dumps(dict(inputs)))
         argv = [CLI, action, str(stack), "--inputs", str(inputs_file), "--stack-name", name, "--out-dir", str(out)]
         if state_url:
             argv += ["--state-url", state_url]
+        argv += ["--backend", backend]
         secret_env = {f"IAC_RUNNER_SECRET_{k}": v for k, v in secrets.items()}
         return Command(argv, {**self.env, **(env or {}), **secret_env})
+
+    @staticmethod
+    def detecting(runner: Command) -> Command:
+        """The same run with the backend detected from the stack folder, as a CLI user without --backend has it."""
+        assert runner.argv[-2] == "--backend", runner.argv
+        return replace(runner, argv=runner.argv[:-2])
 
     def bare_python(self, script: str, args: list[str], env: Mapping[str, str]) -> Command:
         """A bare script run by the same interpreter, as its own process (start and imports count too)."""

@@ -1,5 +1,6 @@
-"""OpenTofu, unchanged stack: `iac-runner apply` against the bare `tofu init && tofu apply -auto-approve &&
-tofu output -json` on a copy of the same stack; the tofu processes each starts; `tofu init` with a cold and a warm
+"""OpenTofu, unchanged stack: `iac-runner apply` (the backend named, as the rendered definitions name it; and
+detected, as a CLI user may leave it) against the bare `tofu init && tofu apply -auto-approve && tofu output -json`
+on a copy of the same stack; the tofu processes each starts; `tofu init` with a cold and a warm
 shared plugin cache."""
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def runner_apply(
     """`iac-runner apply` of stack `name`: a private copy of the family's opentofu stack, state in a folder."""
     stack = bench.copy(family.folder("opentofu"), f"tofu-{name}")
     state = bench.folder("tofu-state").as_uri()
-    return bench.runner("apply", stack, name, inputs, family.secrets, state_url=state, env=tofu_env(bench, cache))
+    return bench.runner(
+        "apply", stack, name, inputs, family.secrets, backend="opentofu", state_url=state, env=tofu_env(bench, cache)
+    )
 
 
 def bench_opentofu(bench: Bench) -> None:
@@ -65,12 +68,17 @@ def _case(bench: Bench, case: Case) -> None:
     bare = _bare(bench, family)
     for side in (runner, bare):
         side.run()  # creates the stack; what is measured is the unchanged create after it
-    runner_time, bare_time = alternate(runner.run, bare.run)
+    detecting = bench.detecting(runner)
+    runner_time, bare_time, detecting_time = alternate(runner.run, bare.run, detecting.run)
     runner_tofu, bare_tofu = (count(side, bench.engines) for side in (runner, bare))
     cold, warm = _init_cold_warm(bench, bare)
 
     report = bench.report
     report.side_by_side(f"opentofu unchanged create, {case.label}", runner_time, bare_time, case.goal)
+    report.add(
+        "  the same with the backend detected from the stack folder (no IAC_RUNNER_BACKEND / --backend)",
+        f"{detecting_time.median:.2f} s ({detecting_time.median - runner_time.median:+.2f} s)",
+    )
     report.add(
         f"  tofu processes: iac-runner / bare ({slug})",
         f"{total(runner_tofu)} / {total(bare_tofu)} (iac-runner: {describe(runner_tofu)}; bare: {describe(bare_tofu)})",

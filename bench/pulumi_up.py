@@ -38,7 +38,9 @@ def bench_pulumi(bench: Bench) -> None:
     }
     runner_dir, bare_dir = (bench.copy(family.folder("pulumi"), f"pulumi-{side}") for side in ("runner", "bare"))
     state = bench.folder("pulumi-state").as_uri()
-    runner = bench.runner("apply", runner_dir, "bench-runner", family.inputs, family.secrets, state_url=state, env=env)
+    runner = bench.runner(
+        "apply", runner_dir, "bench-runner", family.inputs, family.secrets, backend="pulumi", state_url=state, env=env
+    )
     bare_env = {
         **env,
         "PULUMI_BACKEND_URL": bench.folder("pulumi-bare-state").as_uri(),
