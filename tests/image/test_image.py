@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -262,3 +263,32 @@ def test_driver_emulate_runs_an_example_definition_in_the_image(
         assert "docker run --rm --user 1000:1000" in result.log, "the job ran in the image"
         assert json.loads((out / "outputs.json").read_text()) == values
         assert json.loads((out / "secret-outputs.json").read_text()) == secrets
+
+
+HOST_CAS = Path("/usr/local/share/ca-certificates")
+
+
+def test_the_build_cas_stay_out_of_the_image(docker: str, image: str) -> None:
+    """The host's extra CAs reach the downloading build steps as a BuildKit secret: no file, layer or ENV of the
+    image holds one (a line from the middle of each certificate's body is looked for everywhere)."""
+    cas = sorted(HOST_CAS.glob("*.crt"))
+    if not cas:
+        pytest.skip(f"no extra CA certificates in {HOST_CAS}: the build had none to keep out")
+    needles = []
+    for ca in cas:
+        body = [line for line in ca.read_text().splitlines() if line and not line.startswith("-----")]
+        needles.append(body[len(body) // 2])
+    patterns = [arg for needle in needles for arg in ("-e", needle)]
+    found = subprocess.run(
+        [docker, "run", "--rm", "--user", "0", "--entrypoint", "grep", image, "-rlF", *patterns,
+         "/etc", "/usr", "/opt", "/home", "/root", "/var"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert found.returncode == 1, f"grep exited {found.returncode}: {found.stdout}{found.stderr}"
+    config = subprocess.run(
+        [docker, "image", "inspect", image], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    history = subprocess.run(
+        [docker, "history", "--no-trunc", image], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert not [n for n in needles if n in config or n in history], "a CA certificate is in the image's config"
