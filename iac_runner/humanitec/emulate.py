@@ -554,7 +554,7 @@ def _is_runner(job: Job) -> bool:
 
 
 def _host_variables() -> set[str]:
-    return {*HOST_VARIABLES, *(name for b in backends.names() for name in backends.get(b).host_variables)}
+    return {*HOST_VARIABLES, *(var for name in backends.names() for var in backends.get(name).host_variables)}
 
 
 def _run(
