@@ -265,19 +265,19 @@ def test_driver_emulate_runs_an_example_definition_in_the_image(
         assert json.loads((out / "secret-outputs.json").read_text()) == secrets
 
 
-HOST_CAS = Path("/usr/local/share/ca-certificates")
-
-
-def test_the_build_cas_stay_out_of_the_image(docker: str, image: str) -> None:
+def test_the_build_cas_stay_out_of_the_image(docker: str, image: str, tmp_path: Path) -> None:
     """The host's extra CAs reach the downloading build steps as a BuildKit secret: no file, layer or ENV of the
-    image holds one (a line from the middle of each certificate's body is looked for everywhere)."""
-    cas = sorted(HOST_CAS.glob("*.crt"))
-    if not cas:
-        pytest.skip(f"no extra CA certificates in {HOST_CAS}: the build had none to keep out")
-    needles = []
-    for ca in cas:
-        body = [line for line in ca.read_text().splitlines() if line and not line.startswith("-----")]
-        needles.append(body[len(body) // 2])
+    image holds one (a line from the middle of each certificate's body is looked for everywhere). The CAs are
+    the ones image/host-cas.sh hands the build."""
+    pem = tmp_path / "build-cas.pem"
+    collected = subprocess.run(
+        [str(ROOT / "image" / "host-cas.sh"), str(pem)], capture_output=True, text=True, check=False
+    )
+    assert collected.returncode == 0, collected.stderr
+    bodies = [block.split("-----")[0] for block in pem.read_text().split("-----BEGIN CERTIFICATE-----")[1:]]
+    if not bodies:
+        pytest.skip(f"the build had no extra CA to keep out ({collected.stderr.strip()})")
+    needles = [lines[len(lines) // 2] for lines in (body.split() for body in bodies)]
     patterns = [arg for needle in needles for arg in ("-e", needle)]
     found = subprocess.run(
         [docker, "run", "--rm", "--user", "0", "--entrypoint", "grep", image, "-rlF", *patterns,
