@@ -45,10 +45,11 @@ def bench_checkout(bench: Bench) -> None:
     with serving(root, TOKEN) as server:
         url = server.url("big.git")
         log.configure("text", stream=io.StringIO())  # the runner's progress lines are not the bench's output
-        sparse, full = functools.partial(_sparse, bench, url), functools.partial(_full, bench, url)
+        written: dict[str, int] = {}  # files in the work tree, by side
+        sparse, full = functools.partial(_sparse, bench, url, written), functools.partial(_full, bench, url, written)
         sparse()  # the first call imports GitPython: the runner pays that once per run, counted in its start-up
         runner, clone = alternate(sparse, full)
-        requests = [_requests(server, side) for side in (sparse, full)]
+        requests, received = zip(*(_requests(server, side) for side in (sparse, full)), strict=True)
     ratio = clone.median / runner.median
     bench.report.add(
         f"checkout of one stack folder ({FILES:,} files, {COMMITS + 1} commits, {packed:.0f} MB packed): "
@@ -58,29 +59,44 @@ def bench_checkout(bench: Bench) -> None:
         ratio >= GOAL,
     )
     bench.report.add("  HTTP requests to the git server: iac-runner / full clone", f"{requests[0]} / {requests[1]}")
+    bench.report.add(
+        "  bytes received from the git server: iac-runner / full clone",
+        f"{received[0] / 1e3:.0f} kB / {received[1] / 1e6:.1f} MB: {received[1] / received[0]:.0f}x less",
+    )
+    bench.report.add(
+        "  files written to the work tree: iac-runner / full clone", f"{written['sparse']} / {written['full']:,}"
+    )
 
 
-def _requests(server: GitServer, side: Callable[[], Sample]) -> int:
+def _requests(server: GitServer, side: Callable[[], Sample]) -> tuple[int, int]:
+    """The requests one more run of `side` makes, and the bytes the server sends it."""
     before = len(server.requests)
     side()
-    return len(server.requests) - before
+    made = server.requests[before:]
+    return len(made), sum(r.sent for r in made)
 
 
-def _sparse(bench: Bench, url: str) -> Sample:
+def _files(root: Path) -> int:
+    return sum(len(files) for folder, _, files in os.walk(root) if ".git" not in Path(folder).parts)
+
+
+def _sparse(bench: Bench, url: str, written: dict[str, int]) -> Sample:
     source = GitSource(url, path=STACK_PATH, token=TOKEN)
     started = time.perf_counter()
     with checkout(source, bench.tmp, STACK_PATH, Deadline(600)) as checked_out:
         elapsed = time.perf_counter() - started
         assert (checked_out.folder / "main.tf").is_file(), checked_out.folder
+        written["sparse"] = _files(checked_out.root)
     return Sample(elapsed, 0)
 
 
-def _full(bench: Bench, url: str) -> Sample:
+def _full(bench: Bench, url: str, written: dict[str, int]) -> Sample:
     dest = bench.tmp / f"full-clone-{time.monotonic_ns()}"
     header = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
     auth = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
             "GIT_CONFIG_VALUE_0": f"Authorization: Basic {header}"}  # fmt: skip
     sample = Command(["git", "clone", "--quiet", url, str(dest)], {**os.environ, **auth}).run()
+    written["full"] = _files(dest)
     subprocess.run(["rm", "-rf", str(dest)], check=True)
     return sample
 

@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -29,6 +29,9 @@ from iac_runner.common.secrets import REGISTRY
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 _SHORT_SHA = re.compile(r"^[0-9a-f]{4,39}$")
 DEFAULT_USERNAME = "x-access-token"
+_TARGET = "refs/iac-runner/target"
+# git's words (client and host side) for a ref or commit the host does not have.
+_MISSING_REF_ERRORS = ("couldn't find remote ref", "not our ref", "unadvertised object", "no such remote ref")
 
 
 GitAuth = Literal["token", "ssh", "none"]
@@ -83,6 +86,10 @@ class SourceError(ConfigError):
         self.part = part
         #: The git host refused the credentials (never worth a retry).
         self.credentials = credentials
+
+
+class _MissingRef(SourceError):
+    """The host has no such ref: `_fetch` turns it into a message that lists the refs it does have."""
 
 
 def git_auth(url: str) -> GitAuth:
@@ -193,7 +200,6 @@ class _GitCheckout:
             ) from None
 
         log.step(f"checking out {self.shown}" + (f" at {self.ref}" if self.ref else ""))
-        refs, head = self._ls_remote()
         dest = self.tmp / "repo"
         repo = Repo.init(dest)
         repo.create_remote("origin", self.url)
@@ -203,8 +209,8 @@ class _GitCheckout:
         folders = [p for p in dict.fromkeys([path, *self.git.include]) if p]
         if folders:
             repo.git.sparse_checkout("set", "--cone", *folders)
-        commit = self._fetch(repo, refs, head)
-        self._remote(dest, "-c", "advice.detachedHead=false", "checkout", "--detach", commit)
+        commit = self._fetch(repo)
+        self._remote(dest, "checkout", "--detach", commit)
         folder = stack_folder(dest, path, "repository")
         check_links(folder, dest.resolve())
         log.info(f"source {self.shown} @ {self.ref or 'HEAD'} resolved to commit {commit}")
@@ -213,7 +219,7 @@ class _GitCheckout:
         def widen(more: list[str]) -> None:
             log.info(f"the stack uses code beside it: checking out {', '.join(more)} too")
             repo.git.sparse_checkout("add", *more)
-            self._remote(dest, "-c", "advice.detachedHead=false", "checkout", "--detach", commit)
+            self._remote(dest, "checkout", "--detach", commit)
             for extra in more:
                 if (dest / extra).is_dir():
                     check_links(dest / extra, dest.resolve())
@@ -224,6 +230,8 @@ class _GitCheckout:
 
     def _environment(self) -> dict[str, str]:
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
+        # The checkout lives for one run: no background maintenance after a fetch, no advice on stderr.
+        config = {"maintenance.auto": "false", "gc.auto": "0", "advice.detachedHead": "false"}
         parts = urlsplit(self.url)
         token = self.git.token
         user = self.git.username or DEFAULT_USERNAME
@@ -246,15 +254,12 @@ class _GitCheckout:
             header = base64.b64encode(f"{user}:{token}".encode()).decode()
             REGISTRY.add_all([token, header])
             origin = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}/"
-            env.update(
-                {
-                    "GIT_CONFIG_COUNT": "1",
-                    "GIT_CONFIG_KEY_0": f"http.{origin}.extraHeader",
-                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {header}",
-                }
-            )
+            config[f"http.{origin}.extraHeader"] = f"Authorization: Basic {header}"
         if self.git.ssh_key:
             env["GIT_SSH_COMMAND"] = self._ssh_command(self.git.ssh_key)
+        env["GIT_CONFIG_COUNT"] = str(len(config))
+        for i, (key, value) in enumerate(config.items()):
+            env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
         return env
 
     def _ssh_command(self, key: str) -> str:
@@ -307,51 +312,44 @@ class _GitCheckout:
             if reason is None or not self.retry.pause(attempt, f"git {command}", reason):
                 raise error
 
-    def _ls_remote(self) -> tuple[dict[str, str], str | None]:
-        refs: dict[str, str] = {}
-        head: str | None = None
-        for line in self._remote(None, "ls-remote", "--symref", self.url).splitlines():
-            sha, _, name = line.partition("\t")
-            if sha.startswith("ref: ") and name == "HEAD":
-                head = sha[5:]
-            elif name.endswith("^{}"):
-                refs[name[:-3]] = sha  # a peeled annotated tag: the commit it points at
-            else:
-                refs.setdefault(name, sha)
-        return refs, head
+    def _fetch(self, repo: Any) -> str:
+        """Fetch just the commit the ref names (shallow, no file contents yet) and return its SHA.
 
-    def _fetch(self, repo: Any, refs: Mapping[str, str], head: str | None) -> str:
-        """Fetch just the commit the ref names (shallow, no file contents yet) and return its SHA."""
+        The host resolves the name as `git fetch` does (an exact refs/... name, then a tag, then a branch), so
+        the common path asks for refs once; they are listed in full only to explain a ref that is not there."""
         fetch = functools.partial(self._remote, Path(repo.working_dir), "fetch")
-        shallow = ["--depth", "1", "--filter=blob:none", "origin"]
-        ref = self.ref
-        if ref is None or ref == "HEAD":
-            fetch(*shallow, f"+{head or 'HEAD'}:refs/iac-runner/target")
-            return str(repo.commit("refs/iac-runner/target").hexsha)
-        for candidate in (ref, f"refs/heads/{ref}", f"refs/tags/{ref}"):
-            if candidate.startswith("refs/") and candidate in refs:
-                fetch(*shallow, f"+{candidate}:refs/iac-runner/target")
-                return str(repo.commit("refs/iac-runner/target").hexsha)
-        sha = ref.lower()
-        if _FULL_SHA.match(sha):
-            fetch(*shallow, sha)
-            return sha
-        if _SHORT_SHA.match(sha):
-            # A short SHA cannot be asked of the server: fetch the history (no file contents) and resolve.
-            fetch("--filter=blob:none", "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
-            with contextlib.suppress(Exception):  # gitdb's BadName / ValueError: no such commit
-                return str(repo.commit(sha).hexsha)
-        raise self._unknown_ref(refs)
+        ref = self.ref or "HEAD"
+        wanted = ref.lower() if _FULL_SHA.match(ref.lower()) else ref
+        try:
+            # --no-tags: following tags would make the host list every tag it has.
+            fetch("--depth", "1", "--filter=blob:none", "--no-tags", "origin", f"+{wanted}:{_TARGET}")
+            return str(repo.commit(_TARGET).hexsha)
+        except _MissingRef:
+            if not _SHORT_SHA.match(ref.lower()):
+                raise self._unknown_ref() from None
+        # A short SHA cannot be asked of the server: fetch the history (no file contents) and resolve.
+        fetch("--filter=blob:none", "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+        with contextlib.suppress(Exception):  # gitdb's BadName / ValueError: no such commit
+            return str(repo.commit(ref.lower()).hexsha)
+        raise self._unknown_ref()
 
-    def _unknown_ref(self, refs: Mapping[str, str]) -> SourceError:
-        branches = [r.removeprefix("refs/heads/") for r in refs if r.startswith("refs/heads/")]
-        tags = [r.removeprefix("refs/tags/") for r in refs if r.startswith("refs/tags/")]
+    def _unknown_ref(self) -> SourceError:
+        names = [line.partition("\t")[2] for line in self._remote(None, "ls-remote", "--refs", self.url).splitlines()]
+        branches = ", ".join([r.removeprefix("refs/heads/") for r in names if r.startswith("refs/heads/")][:10])
+        tags = ", ".join([r.removeprefix("refs/tags/") for r in names if r.startswith("refs/tags/")][:10])
+        choices = f"a branch ({branches or 'none'}), a tag ({tags or 'none'}), a commit SHA or a full refs/... name"
+        if self.ref is None:
+            return SourceError(
+                "ref",
+                f"The git repository {self.shown} has nothing to check out: its HEAD names no commit.",
+                where="IAC_RUNNER_SOURCE_REF (--ref) is not set",
+                fix=f"Push a commit to the repository's default branch, or set IAC_RUNNER_SOURCE_REF to {choices}.",
+            )
         return SourceError(
             "ref",
             f"The ref {self.ref!r} does not exist in {self.shown}.",
             where="IAC_RUNNER_SOURCE_REF (--ref)",
-            fix=f"Use a branch ({', '.join(branches[:10]) or 'none'}), a tag ({', '.join(tags[:10]) or 'none'}), "
-            "a commit SHA or a full refs/... name.",
+            fix=f"Use {choices}.",
         )
 
     def _error(self, command: str, stderr: str) -> SourceError:
@@ -372,7 +370,19 @@ class _GitCheckout:
                 "and IAC_RUNNER_SOURCE_KNOWN_HOSTS: the token needs read access to the repository.",
                 details=detail,
             )
-        if command == "ls-remote":
+        if "invalid refspec" in lower:
+            return SourceError(
+                "ref",
+                f"The ref {self.ref!r} is not a valid git ref name.",
+                where="IAC_RUNNER_SOURCE_REF (--ref)",
+                fix="Use a branch, a tag, a commit SHA or a full refs/... name, as `git check-ref-format` accepts "
+                "them (no spaces, ':', '~', '^', '?', '*', '[' or '..').",
+            )
+        if any(s in lower for s in _MISSING_REF_ERRORS):
+            return _MissingRef(
+                "ref", f"git {command}: no such ref in {self.shown}.", where=where, fix="Check the ref.", details=detail
+            )
+        if command in ("ls-remote", "fetch"):
             return SourceError(
                 "url",
                 f"The git repository {self.shown} could not be reached.",

@@ -88,7 +88,7 @@ def test_git_faults_that_go_away_are_retried(
     created = container.run("create", s3_example.INPUTS, secrets=SECRETS)
     created.assert_ok()
     assert_retried(created, 2, reason)
-    assert all(r["doing"].endswith("git ls-remote") for r in retries(created))
+    assert all(r["doing"].endswith("git fetch") for r in retries(created))
     assert len(git_proxy.faulted()) == 2
     assert created.json("values")["bucket"] == s3_example.BUCKET
 
@@ -363,7 +363,7 @@ def test_a_stalled_checkout_ends_at_its_own_limit(
     elapsed = time.monotonic() - started
     assert result.returncode == 3, result.log
     assert elapsed < 30, "the checkout's limit, not the run's"
-    assert result.error.startswith("The checkout phase exceeded its time limit of 2 s while running git ls-remote.")
+    assert result.error.startswith("The checkout phase exceeded its time limit of 2 s while running git fetch.")
     assert "Where: IAC_RUNNER_CHECKOUT_TIMEOUT" in result.error
     assert "Fix: Check the network path to the git host" in result.error
     assert result.out_dir is not None

@@ -42,6 +42,7 @@ class Request:
     status: int
     encoding: str = ""  # the request body's Content-Encoding (git gzips request bodies over 1 KiB)
     chunked: bool = False
+    sent: int = 0  # the response body's size in bytes
 
 
 @dataclass
@@ -125,7 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         user, authorized = self._check_auth(git)
 
-        def record(accepted: bool, status: int) -> None:
+        def record(accepted: bool, status: int, sent: int = 0) -> None:
             git.record(
                 Request(
                     method=self.command,
@@ -137,6 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
                     status=status,
                     encoding=self.headers.get("Content-Encoding", "").lower(),
                     chunked=self.headers.get("Transfer-Encoding", "").lower() == "chunked",
+                    sent=sent,
                 )
             )
 
@@ -155,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"authentication required\n")
             record(False, 401)
             return
-        record(True, self._cgi(git, parts.path, parts.query, body, user or ""))
+        record(True, *self._cgi(git, parts.path, parts.query, body, user or ""))
 
     def _check_auth(self, git: GitServer) -> tuple[str | None, bool]:
         header = self.headers.get("Authorization", "")
@@ -192,7 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
             chunks.append(self.rfile.read(size))
             self.rfile.readline()  # the CRLF after each chunk
 
-    def _cgi(self, git: GitServer, path: str, query: str, body: bytes, user: str) -> int:
+    def _cgi(self, git: GitServer, path: str, query: str, body: bytes, user: str) -> tuple[int, int]:
+        """Run `git http-backend` for the request and send its answer: the status and the body's size."""
         env = git.backend_env()
         env.update(
             {
@@ -220,7 +223,7 @@ class _Handler(BaseHTTPRequestHandler):
             head, sep, payload = proc.stdout.partition(b"\n\n")
         if not sep:
             self._plain(500, "git http-backend gave no CGI headers\n")
-            return 500
+            return 500, 0
         status = 200
         headers: list[tuple[str, str]] = []
         for line in head.decode("latin-1").splitlines():
@@ -235,7 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
-        return status
+        return status, len(payload)
 
     def _plain(self, status: int, text: str) -> None:
         self.send_response(status)

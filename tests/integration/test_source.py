@@ -50,7 +50,7 @@ class Repos:
         B  marker=B, links/{etc -> /etc, up -> ../..}    <- annotated tag v1.0
         C  marker=C                                      <- lightweight tag light
         D  marker=D                                      <- main
-        E  marker=E (child of C)                         <- feature
+        E  marker=E (child of C)                         <- feature, and a branch named light too
     feature-head.git: the same branches and tags, HEAD -> feature.  empty.git: no commits.
     many.git: MANY branches on a chain of empty commits.
     """
@@ -96,7 +96,7 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> Repos:
     os.symlink("../..", work / "links" / "up")
     commits["F"] = _commit(work, "F", {})
     git("push", "-q", "origin", "main", "feature", "escapes", "v1.0", "light", f"{commits['A']}:refs/custom/pinned",
-        cwd=work)  # fmt: skip
+        f"{commits['E']}:refs/heads/light", cwd=work)  # fmt: skip
     tag_object = git("rev-parse", "refs/tags/v1.0", cwd=bare)
     assert tag_object != commits["B"]  # an annotated tag is an object of its own
 
@@ -222,7 +222,8 @@ REFS = [
     ("main", "D"),
     ("feature", "E"),
     ("v1.0", "B"),  # annotated: the commit it points at, not the tag object
-    ("light", "C"),  # lightweight
+    ("light", "C"),  # lightweight; a branch of that name too: the tag wins, as in `git fetch`
+    ("refs/heads/light", "E"),  # ... and the full name picks the branch
     ("refs/heads/feature", "E"),
     ("refs/tags/v1.0", "B"),
     ("refs/custom/pinned", "A"),  # any refs/... name the remote advertises
@@ -352,7 +353,18 @@ def test_unknown_full_sha(remote: Remote) -> None:
 
 def test_empty_repository(remote: Remote) -> None:
     text = _config_error(fail(remote.settings(name="empty.git")))
-    assert remote.url("empty.git") in text
+    assert (
+        text.splitlines()[0]
+        == f"The git repository {remote.url('empty.git')} has nothing to check out: its HEAD names no commit."
+    )
+    assert "Push a commit" in text
+
+
+@pytest.mark.parametrize("ref", ["main:refs/heads/other", "HEAD~1", "two words", "feat*", "a..b"])
+def test_a_ref_that_is_no_ref_name(remote: Remote, ref: str) -> None:
+    """The ref travels in a refspec: a name git would not accept is bad input, not an unreachable host."""
+    text = _config_error(fail(remote.settings(ref=ref)))
+    assert text.splitlines()[0] == f"The ref {ref!r} is not a valid git ref name."
 
 
 def test_unreachable_closed_port() -> None:
@@ -419,10 +431,22 @@ def test_http_token_travels_as_basic_auth_header(http_remote: Remote, logs: Logs
     with checked_out(http_remote.settings(ref="main", path=S3_PATH)) as source:
         assert source.commit == http_remote.repos.commits["D"]
     seen = _requests_since(http_remote.server, start)
-    assert len(seen) >= 3  # ls-remote, fetch, the lazy fetch of the stack's blobs
+    assert len(seen) >= 3  # the fetch (refs, then the commit and trees), the lazy fetch of the stack's blobs
     assert all(r.authorization and r.authorized and r.status == 200 for r in seen), seen
     assert {r.username for r in seen} == {DEFAULT_USERNAME}
     assert TOKEN not in logs.text and auth_header(TOKEN) not in logs.text
+
+
+@pytest.mark.parametrize("ref", ["main", "v1.0", None])
+def test_the_host_is_asked_for_its_refs_once(http_remote: Remote, ref: str | None) -> None:
+    """Each request is a round trip to the git host: one fetch (refs, then the commit and its trees) and the
+    lazy fetch of the stack's files, each opening with one GET; no separate listing of the refs."""
+    start = len(http_remote.server.requests)
+    with checked_out(http_remote.settings(ref=ref, path=S3_PATH)):
+        pass
+    seen = _requests_since(http_remote.server, start)
+    assert [r.method for r in seen].count("GET") == 2, seen
+    assert len(seen) <= 5, seen
 
 
 def test_http_username_is_used(http_remote: Remote) -> None:
