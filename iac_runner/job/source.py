@@ -334,7 +334,10 @@ class _GitCheckout:
         raise self._unknown_ref()
 
     def _unknown_ref(self) -> SourceError:
-        names = [line.partition("\t")[2] for line in self._remote(None, "ls-remote", "--refs", self.url).splitlines()]
+        names = [
+            line.partition("\t")[2]
+            for line in self._remote(None, "ls-remote", "--refs", "--heads", "--tags", self.url).splitlines()
+        ]
         branches = ", ".join([r.removeprefix("refs/heads/") for r in names if r.startswith("refs/heads/")][:10])
         tags = ", ".join([r.removeprefix("refs/tags/") for r in names if r.startswith("refs/tags/")][:10])
         choices = f"a branch ({branches or 'none'}), a tag ({tags or 'none'}), a commit SHA or a full refs/... name"
