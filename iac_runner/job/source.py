@@ -316,7 +316,7 @@ class _GitCheckout:
         """Fetch just the commit the ref names (shallow, no file contents yet) and return its SHA.
 
         The host resolves the name as `git fetch` does (an exact refs/... name, then a tag, then a branch), so
-        the common path asks for refs once; they are listed in full only to explain a ref that is not there."""
+        the common path asks for refs once; branches and tags are listed only to explain a ref that is not there."""
         fetch = functools.partial(self._remote, Path(repo.working_dir), "fetch")
         ref = self.ref or "HEAD"
         wanted = ref.lower() if _FULL_SHA.match(ref.lower()) else ref
