@@ -4,7 +4,7 @@
 Static checks need nothing but the file (`definition render` runs them on what it prints): the model, the
 runner's settings in `job.variables`, secrets passed as plain values, the inputs file. Source checks then do what
 the driver and the runner will do: check the definition's `source` out with job/source.py (a shallow
-sparse fetch), lay SCRIPTS_DIRECTORY out as the driver does (runner/emulate.py), find the stack of the declared
+sparse fetch), lay SCRIPTS_DIRECTORY out as the driver does (humanitec/layout.py), find the stack of the declared
 backend there and compare the inputs with what the stack declares.
 """
 

@@ -257,8 +257,11 @@ class _GitCheckout:
             config[f"http.{origin}.extraHeader"] = f"Authorization: Basic {header}"
         if self.git.ssh_key:
             env["GIT_SSH_COMMAND"] = self._ssh_command(self.git.ssh_key)
-        env["GIT_CONFIG_COUNT"] = str(len(config))
-        for i, (key, value) in enumerate(config.items()):
+        # After the settings the user gives git the same way (a proxy, a URL rewrite, a CA), which still hold.
+        given = os.environ.get("GIT_CONFIG_COUNT", "0")
+        first = int(given) if given.isdigit() else 0
+        env["GIT_CONFIG_COUNT"] = str(first + len(config))
+        for i, (key, value) in enumerate(config.items(), start=first):
             env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
         return env
 
@@ -319,18 +322,19 @@ class _GitCheckout:
         the common path asks for refs once; branches and tags are listed only to explain a ref that is not there."""
         fetch = functools.partial(self._remote, Path(repo.working_dir), "fetch")
         ref = self.ref or "HEAD"
-        wanted = ref.lower() if _FULL_SHA.match(ref.lower()) else ref
+        sha = ref.lower()
         try:
             # --no-tags: following tags would make the host list every tag it has.
+            wanted = sha if _FULL_SHA.match(sha) else ref
             fetch("--depth", "1", "--filter=blob:none", "--no-tags", "origin", f"+{wanted}:{_TARGET}")
             return str(repo.commit(_TARGET).hexsha)
         except _MissingRef:
-            if not _SHORT_SHA.match(ref.lower()):
+            if not _SHORT_SHA.match(sha):
                 raise self._unknown_ref() from None
         # A short SHA cannot be asked of the server: fetch the history (no file contents) and resolve.
         fetch("--filter=blob:none", "origin", "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
         with contextlib.suppress(Exception):  # gitdb's BadName / ValueError: no such commit
-            return str(repo.commit(ref.lower()).hexsha)
+            return str(repo.commit(sha).hexsha)
         raise self._unknown_ref()
 
     def _unknown_ref(self) -> SourceError:

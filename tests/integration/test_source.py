@@ -449,6 +449,31 @@ def test_the_host_is_asked_for_its_refs_once(http_remote: Remote, ref: str | Non
     assert len(seen) <= 5, seen
 
 
+@pytest.mark.parametrize("token", [TOKEN, None])
+def test_git_config_from_the_environment_is_kept(
+    repos: Repos, server: GitServer, monkeypatch: pytest.MonkeyPatch, token: str | None
+) -> None:
+    """A user's git settings given as GIT_CONFIG_* (a proxy, a URL rewrite, line endings) still hold: the runner's
+    own settings are added after them, with or without a token. Without one, the user's URL rewrite is the only
+    way to the host and their own header the only auth."""
+    url = http_url = f"http://127.0.0.1:{server.port}/"
+    settings = [("core.autocrlf", "true")]
+    if token is None:
+        url = "http://git.alias.invalid/"
+        settings += [
+            (f"url.{http_url}.insteadOf", url),
+            ("http.extraHeader", f"Authorization: Basic {auth_header(TOKEN)}"),
+        ]
+    monkeypatch.setenv("GIT_CONFIG_COUNT", str(len(settings)))
+    for i, (key, value) in enumerate(settings):
+        monkeypatch.setenv(f"GIT_CONFIG_KEY_{i}", key)
+        monkeypatch.setenv(f"GIT_CONFIG_VALUE_{i}", value)
+    values = {"source_url": f"{url}stacks.git", "source_ref": "main", "source_path": S3_PATH, "source_token": token}
+    with checked_out(parse_settings(values)) as source:
+        assert source.commit == repos.commits["D"]
+        assert b"\r\n" in (source.folder / "template.yaml").read_bytes(), "core.autocrlf was not applied"
+
+
 def test_http_username_is_used(http_remote: Remote) -> None:
     settings = replace(http_remote.settings(ref="main"), source_username="alice")
     start = len(http_remote.server.requests)
