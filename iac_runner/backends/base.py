@@ -81,6 +81,11 @@ class ResourceChange:
 class ChangeSummary:
     changes: tuple[ResourceChange, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Engines report resources in the order their parallel steps finish: the report, `plan --json` and the
+        # messages list them by address, so two runs of the same plan read the same.
+        object.__setattr__(self, "changes", tuple(sorted(self.changes, key=lambda c: c.address)))
+
     def count(self, action: str) -> int:
         # A replacement is one add plus one remove, as tofu counts it.
         return sum(1 for c in self.changes if c.action == action or (c.action == "replace" and action != "change"))
@@ -104,6 +109,10 @@ class DriftedResource:
 @dataclass(frozen=True)
 class Drift:
     resources: tuple[DriftedResource, ...] = ()
+
+    def __post_init__(self) -> None:
+        # In address order, as ChangeSummary: a refresh finds drift in the order its parallel reads finish.
+        object.__setattr__(self, "resources", tuple(sorted(self.resources, key=lambda r: r.address)))
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from iac_runner.common.errors import (
     RunTimeout,
 )
 from iac_runner.common.secrets import REGISTRY
-from iac_runner.job.report import RunReport, exit_code_of
+from iac_runner.job.report import RunReport, changes_json, drift_json, exit_code_of
 from tests.helpers import check_report
 
 # -- every outcome fits the schema --------------------------------------------------------------------------------
@@ -254,6 +254,18 @@ def test_pulumi_refresh_preview_steps_that_update_or_delete_are_the_drift() -> N
         DriftedResource("token", kind, (), deleted=True),
         DriftedResource("bucket", kind, ("tags",)),
     ]
+
+
+def test_resources_are_listed_by_address_whatever_order_the_engine_finished_them_in() -> None:
+    """Pulumi runs steps in parallel: the same drift or plan arrives in either order. The report, `--json` and
+    the messages list resources by address, so two runs over the same change read (and diff) the same."""
+    kind = "pulumi-python:dynamic:Resource"
+    token, bucket = DriftedResource("token", kind, (), deleted=True), DriftedResource("bucket", kind, ("tags",))
+    assert Drift((token, bucket)) == Drift((bucket, token))
+    assert [r["address"] for r in drift_json(Drift((token, bucket)))["resources"]] == ["bucket", "token"]
+    add, change = ResourceChange("token", "add", kind), ResourceChange("bucket", "change", kind)
+    assert ChangeSummary((add, change)) == ChangeSummary((change, add))
+    assert [r["address"] for r in changes_json(ChangeSummary((add, change)))["resources"]] == ["bucket", "token"]
 
 
 def test_pulumi_drift_an_earlier_refresh_wrote_into_the_state_is_still_named() -> None:
